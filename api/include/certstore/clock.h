@@ -1,0 +1,43 @@
+// Injected time. Stores and clients take a `const Clock*` in their options so
+// that expiry and renewal can be tested with a ManualClock, never by sleeping.
+#ifndef CERTSTORE_CLOCK_H_
+#define CERTSTORE_CLOCK_H_
+
+#include <atomic>
+#include <cstdint>
+
+#include "absl/time/time.h"
+
+namespace certstore {
+
+class Clock {
+ public:
+  virtual ~Clock() = default;
+  virtual absl::Time Now() const = 0;
+
+  // The process-wide wall clock. Never null, never destroyed.
+  static const Clock* System();
+};
+
+// A clock that moves only when told to. Thread-safe.
+class ManualClock final : public Clock {
+ public:
+  explicit ManualClock(absl::Time start) : nanos_(absl::ToUnixNanos(start)) {}
+
+  absl::Time Now() const override {
+    return absl::FromUnixNanos(nanos_.load(std::memory_order_acquire));
+  }
+  void Set(absl::Time t) {
+    nanos_.store(absl::ToUnixNanos(t), std::memory_order_release);
+  }
+  void Advance(absl::Duration d) {
+    nanos_.fetch_add(absl::ToInt64Nanoseconds(d), std::memory_order_acq_rel);
+  }
+
+ private:
+  std::atomic<int64_t> nanos_;
+};
+
+}  // namespace certstore
+
+#endif  // CERTSTORE_CLOCK_H_

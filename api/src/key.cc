@@ -1,0 +1,258 @@
+#include "certstore/key.h"
+
+#include <openssl/core_names.h>
+#include <openssl/decoder.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+
+#include <string>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "certstore/errors.h"
+#include "certstore/openssl_types.h"
+#include "certstore/status_macros.h"
+
+namespace certstore {
+namespace {
+
+absl::StatusOr<std::string> EncodePublicKey(EVP_PKEY* pkey) {
+  unsigned char* der = nullptr;
+  int len = i2d_PUBKEY(pkey, &der);
+  if (len <= 0) {
+    return OpenSslError(absl::StatusCode::kInvalidArgument,
+                        "cannot encode public key");
+  }
+  std::string out(reinterpret_cast<char*>(der), static_cast<size_t>(len));
+  OPENSSL_free(der);
+  return out;
+}
+
+std::string AlgorithmOf(EVP_PKEY* pkey) {
+  if (EVP_PKEY_is_a(pkey, "RSA")) {
+    return absl::StrCat("RSA-", EVP_PKEY_get_bits(pkey));
+  }
+  char group[64] = {0};
+  size_t len = 0;
+  if (EVP_PKEY_get_utf8_string_param(pkey, OSSL_PKEY_PARAM_GROUP_NAME, group,
+                                     sizeof(group), &len) == 1) {
+    absl::string_view name(group, len);
+    if (name == "prime256v1") {
+      return "EC-P256";
+    }
+    return absl::StrCat("EC-", name);
+  }
+  return "EC";
+}
+
+// An in-process key over an OpenSSL EVP_PKEY.
+class SoftwareKey final : public Key {
+ public:
+  SoftwareKey(UniqueEvpPkey pkey, std::string public_key_der)
+      : pkey_(std::move(pkey)),
+        public_key_der_(std::move(public_key_der)),
+        algorithm_(AlgorithmOf(pkey_.get())) {}
+
+  absl::StatusOr<std::string> Sign(absl::string_view data) const override {
+    UniqueEvpMdCtx ctx(EVP_MD_CTX_new());
+    size_t sig_len = 0;
+    if (ctx == nullptr ||
+        EVP_DigestSignInit(ctx.get(), nullptr, EVP_sha256(), nullptr,
+                           pkey_.get()) != 1 ||
+        EVP_DigestSign(ctx.get(), nullptr, &sig_len,
+                       reinterpret_cast<const unsigned char*>(data.data()),
+                       data.size()) != 1) {
+      return OpenSslError(absl::StatusCode::kFailedPrecondition,
+                          "software key cannot sign");
+    }
+    std::string sig(sig_len, '\0');
+    if (EVP_DigestSign(ctx.get(), reinterpret_cast<unsigned char*>(&sig[0]),
+                       &sig_len,
+                       reinterpret_cast<const unsigned char*>(data.data()),
+                       data.size()) != 1) {
+      return OpenSslError(absl::StatusCode::kFailedPrecondition,
+                          "software key cannot sign");
+    }
+    sig.resize(sig_len);
+    return sig;
+  }
+
+  const std::string& public_key_der() const override { return public_key_der_; }
+  EVP_PKEY* evp_pkey() const override { return pkey_.get(); }
+  std::string algorithm() const override { return algorithm_; }
+  std::string location() const override { return "software"; }
+
+  absl::StatusOr<std::string> ExportPkcs8Der() const override {
+    unsigned char* der = nullptr;
+    int len = i2d_PrivateKey(pkey_.get(), &der);
+    if (len <= 0) {
+      return OpenSslError(absl::StatusCode::kInternal,
+                          "cannot encode private key as PKCS#8");
+    }
+    std::string out(reinterpret_cast<char*>(der), static_cast<size_t>(len));
+    OPENSSL_clear_free(der, static_cast<size_t>(len));
+    return out;
+  }
+
+ private:
+  UniqueEvpPkey pkey_;
+  std::string public_key_der_;
+  std::string algorithm_;
+};
+
+absl::StatusOr<std::shared_ptr<const Key>> WrapOwned(UniqueEvpPkey pkey) {
+  if (!EVP_PKEY_is_a(pkey.get(), "RSA") && !EVP_PKEY_is_a(pkey.get(), "EC")) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("unsupported key type ",
+                     EVP_PKEY_get0_type_name(pkey.get())
+                         ? EVP_PKEY_get0_type_name(pkey.get())
+                         : "(unknown)",
+                     " (expected RSA or EC)"));
+  }
+  CERTSTORE_ASSIGN_OR_RETURN(std::string spki, EncodePublicKey(pkey.get()));
+  return std::shared_ptr<const Key>(
+      std::make_shared<SoftwareKey>(std::move(pkey), std::move(spki)));
+}
+
+// One narrowed decoder per thread and key type, created once: OpenSSL 3.0's
+// generic decoder setup dominates a key decode otherwise (PLATFORM-FACTS.md).
+class Pkcs8Decoder {
+ public:
+  explicit Pkcs8Decoder(const char* key_type)
+      : ctx_(OSSL_DECODER_CTX_new_for_pkey(&out_, "DER", "PrivateKeyInfo",
+                                           key_type, EVP_PKEY_KEYPAIR, nullptr,
+                                           nullptr)) {}
+  ~Pkcs8Decoder() { OSSL_DECODER_CTX_free(ctx_); }
+  Pkcs8Decoder(const Pkcs8Decoder&) = delete;
+  Pkcs8Decoder& operator=(const Pkcs8Decoder&) = delete;
+
+  UniqueEvpPkey Decode(absl::string_view der) {
+    if (ctx_ == nullptr) {
+      return nullptr;
+    }
+    out_ = nullptr;
+    auto* data = reinterpret_cast<const unsigned char*>(der.data());
+    size_t len = der.size();
+    if (OSSL_DECODER_from_data(ctx_, &data, &len) != 1 || len != 0) {
+      EVP_PKEY_free(out_);
+      out_ = nullptr;
+      return nullptr;
+    }
+    UniqueEvpPkey result(out_);
+    out_ = nullptr;
+    return result;
+  }
+
+ private:
+  EVP_PKEY* out_ = nullptr;
+  OSSL_DECODER_CTX* ctx_;
+};
+
+UniqueEvpPkey DecodePkcs8(absl::string_view der, KeyTypeHint hint) {
+  switch (hint) {
+    case KeyTypeHint::kRsa: {
+      thread_local Pkcs8Decoder decoder("RSA");
+      return decoder.Decode(der);
+    }
+    case KeyTypeHint::kEc: {
+      thread_local Pkcs8Decoder decoder("EC");
+      return decoder.Decode(der);
+    }
+    case KeyTypeHint::kAuto:
+      break;
+  }
+  auto* data = reinterpret_cast<const unsigned char*>(der.data());
+  EVP_PKEY* pkey =
+      d2i_AutoPrivateKey(nullptr, &data, static_cast<long>(der.size()));
+  if (pkey != nullptr &&
+      data != reinterpret_cast<const unsigned char*>(der.data()) + der.size()) {
+    EVP_PKEY_free(pkey);
+    return nullptr;
+  }
+  return UniqueEvpPkey(pkey);
+}
+
+}  // namespace
+
+absl::string_view KeyTypeName(KeyType type) {
+  switch (type) {
+    case KeyType::kRsa2048:
+      return "RSA-2048";
+    case KeyType::kEcP256:
+      return "EC-P256";
+  }
+  return "unknown";
+}
+
+absl::StatusOr<std::shared_ptr<const Key>> GenerateSoftwareKey(
+    const KeySpec& spec) {
+  UniqueEvpPkey pkey;
+  switch (spec.type) {
+    case KeyType::kRsa2048:
+      pkey.reset(EVP_RSA_gen(2048));
+      break;
+    case KeyType::kEcP256:
+      pkey.reset(EVP_EC_gen("P-256"));
+      break;
+  }
+  if (pkey == nullptr) {
+    return OpenSslError(
+        absl::StatusCode::kInternal,
+        absl::StrCat("cannot generate ", KeyTypeName(spec.type), " key"));
+  }
+  return WrapOwned(std::move(pkey));
+}
+
+absl::StatusOr<std::shared_ptr<const Key>> SoftwareKeyFromEvp(EVP_PKEY* pkey) {
+  if (pkey == nullptr) {
+    return absl::InvalidArgumentError("null EVP_PKEY");
+  }
+  if (EVP_PKEY_up_ref(pkey) != 1) {
+    return OpenSslError(absl::StatusCode::kInternal, "EVP_PKEY_up_ref");
+  }
+  return WrapOwned(UniqueEvpPkey(pkey));
+}
+
+absl::StatusOr<std::shared_ptr<const Key>> SoftwareKeyFromPkcs8Der(
+    absl::string_view der, KeyTypeHint hint) {
+  UniqueEvpPkey pkey = DecodePkcs8(der, hint);
+  if (pkey == nullptr) {
+    return OpenSslError(absl::StatusCode::kInvalidArgument,
+                        absl::StrCat("private key is not valid PKCS#8 DER (",
+                                     der.size(), " bytes)"));
+  }
+  return WrapOwned(std::move(pkey));
+}
+
+absl::StatusOr<std::shared_ptr<const Key>> SoftwareKeyFromPem(
+    absl::string_view pem) {
+  UniqueBio bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
+  // A null passphrase callback that refuses: encrypted PEM fails instead of
+  // prompting on the terminal.
+  auto no_passphrase = [](char*, int, int, void*) -> int { return -1; };
+  UniqueEvpPkey pkey(
+      PEM_read_bio_PrivateKey(bio.get(), nullptr, no_passphrase, nullptr));
+  if (pkey == nullptr) {
+    return OpenSslError(absl::StatusCode::kInvalidArgument,
+                        "no usable PEM private key (missing, damaged or "
+                        "encrypted)");
+  }
+  return WrapOwned(std::move(pkey));
+}
+
+absl::StatusOr<std::string> KeyToPem(const Key& key) {
+  CERTSTORE_ASSIGN_OR_RETURN(std::string der, key.ExportPkcs8Der());
+  UniqueBio bio(BIO_new(BIO_s_mem()));
+  auto* data = reinterpret_cast<const unsigned char*>(der.data());
+  int ok = PEM_write_bio(bio.get(), "PRIVATE KEY", "", data,
+                         static_cast<long>(der.size()));
+  OPENSSL_cleanse(&der[0], der.size());
+  if (ok <= 0) {
+    return OpenSslError(absl::StatusCode::kInternal, "cannot write PEM key");
+  }
+  char* out = nullptr;
+  long len = BIO_get_mem_data(bio.get(), &out);
+  return std::string(out, static_cast<size_t>(len));
+}
+
+}  // namespace certstore

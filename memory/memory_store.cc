@@ -1,0 +1,201 @@
+#include "memory/memory_store.h"
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/inlined_vector.h"
+#include "absl/hash/hash.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "certstore/errors.h"
+#include "certstore/status_macros.h"
+#include "memory/read_epochs.h"
+
+namespace certstore {
+namespace {
+
+using memory_internal::ReadEpochs;
+
+// Entries of one alias, newest not_after first. Usually one.
+using AliasEntries = absl::InlinedVector<std::shared_ptr<const Entry>, 1>;
+// An immutable shard: replaced whole by writers, never modified in place.
+using Shard = absl::flat_hash_map<std::string, AliasEntries>;
+
+constexpr size_t kShardBits = 8;
+constexpr size_t kShards = size_t{1} << kShardBits;
+
+class MemoryStore final : public CertStore {
+ public:
+  explicit MemoryStore(const MemoryStoreOptions& options)
+      : clock_(options.clock != nullptr ? options.clock : Clock::System()) {
+    for (auto& shard : shards_) {
+      shard.store(new Shard(), std::memory_order_relaxed);
+    }
+  }
+
+  ~MemoryStore() override {
+    for (auto& shard : shards_) {
+      delete shard.load(std::memory_order_acquire);
+    }
+  }
+
+  std::string Name() const override { return "memory:"; }
+
+  absl::StatusOr<std::shared_ptr<const Entry>> Find(
+      absl::string_view alias, const FindOptions& options) override {
+    if (absl::Status s = ValidateAlias(alias); !s.ok()) {
+      return WithContext(s, OpContext(Name(), "Find", ""));
+    }
+    const size_t hash = absl::Hash<absl::string_view>{}(alias);
+    const absl::Time now = clock_->Now();
+    {
+      ReadEpochs::Section section = epochs_.Enter();
+      const Shard* shard = ShardFor(hash).load(std::memory_order_acquire);
+      auto it = shard->find(alias, hash);
+      if (it != shard->end()) {
+        for (const auto& entry : it->second) {
+          if (IsServable(entry->not_before(), entry->not_after(), now,
+                         options)) {
+            return entry;
+          }
+        }
+      }
+    }
+    return absl::NotFoundError(
+        absl::StrCat(OpContext(Name(), "Find", alias), ": no servable entry"));
+  }
+
+  absl::Status Put(std::shared_ptr<const Entry> entry) override {
+    if (entry == nullptr) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(OpContext(Name(), "Put", ""), ": null entry"));
+    }
+    const std::string context = OpContext(Name(), "Put", entry->alias());
+    if (absl::Status s = entry->Chain().status(); !s.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(context, ": ", s.message()));
+    }
+    CERTSTORE_RETURN_IF_ERROR(
+        WithContext(CheckKeyMatchesLeaf(*entry), context));
+    Rewrite(entry->alias(), /*create=*/true, [&entry](AliasEntries& entries) {
+      entries.erase(std::remove_if(entries.begin(), entries.end(),
+                                   [&](const auto& e) {
+                                     return e->thumbprint() ==
+                                            entry->thumbprint();
+                                   }),
+                    entries.end());
+      auto pos = std::find_if(
+          entries.begin(), entries.end(),
+          [&](const auto& e) { return e->not_after() < entry->not_after(); });
+      entries.insert(pos, entry);
+      return 0;
+    });
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<int> DeleteAllForAlias(absl::string_view alias) override {
+    if (absl::Status s = ValidateAlias(alias); !s.ok()) {
+      return WithContext(s, OpContext(Name(), "DeleteAllForAlias", ""));
+    }
+    return Rewrite(alias, /*create=*/false, [](AliasEntries& entries) {
+      int removed = static_cast<int>(entries.size());
+      entries.clear();
+      return removed;
+    });
+  }
+
+  absl::Status ProbeKey(const Entry& entry) override {
+    return WithContext(ProbeEntryKey(entry),
+                       OpContext(Name(), "ProbeKey", entry.alias()));
+  }
+
+  absl::StatusOr<std::shared_ptr<const Key>> CreateKey(
+      absl::string_view alias, const KeySpec& spec) override {
+    if (absl::Status s = ValidateAlias(alias); !s.ok()) {
+      return WithContext(s, OpContext(Name(), "CreateKey", ""));
+    }
+    absl::StatusOr<std::shared_ptr<const Key>> key = GenerateSoftwareKey(spec);
+    if (!key.ok()) {
+      return WithContext(key.status(), OpContext(Name(), "CreateKey", alias));
+    }
+    return key;
+  }
+
+  absl::StatusOr<std::vector<EntryInfo>> List(
+      const ListOptions& options) override {
+    std::vector<EntryInfo> infos;
+    {
+      ReadEpochs::Section section = epochs_.Enter();
+      for (const auto& shard_ptr : shards_) {
+        const Shard* shard = shard_ptr.load(std::memory_order_acquire);
+        for (const auto& [alias, entries] : *shard) {
+          if (!absl::StartsWith(alias, options.alias_prefix)) {
+            continue;
+          }
+          for (const auto& entry : entries) {
+            infos.push_back(InfoOf(*entry, Name()));
+          }
+        }
+      }
+    }
+    std::sort(infos.begin(), infos.end(),
+              [](const EntryInfo& a, const EntryInfo& b) {
+                if (a.alias != b.alias) {
+                  return a.alias < b.alias;
+                }
+                return a.not_after > b.not_after;
+              });
+    return infos;
+  }
+
+ private:
+  std::atomic<const Shard*>& ShardFor(size_t hash) {
+    // High bits: the map itself uses the low bits, which must stay varied.
+    return shards_[hash >> (sizeof(size_t) * 8 - kShardBits)];
+  }
+
+  // Copies the alias's shard, lets `edit` change the alias's entries,
+  // publishes the copy and frees the old shard once no reader sees it.
+  // Returns what `edit` returns. An absent alias is created only when
+  // `create`; otherwise nothing is copied and the result is 0.
+  template <typename Edit>
+  int Rewrite(absl::string_view alias, bool create, Edit edit) {
+    const size_t hash = absl::Hash<absl::string_view>{}(alias);
+    absl::MutexLock lock(&write_mu_);
+    std::atomic<const Shard*>& slot = ShardFor(hash);
+    const Shard* old_shard = slot.load(std::memory_order_relaxed);
+    if (!create && old_shard->find(alias, hash) == old_shard->end()) {
+      return 0;
+    }
+    auto next = std::make_unique<Shard>(*old_shard);
+    auto it = next->try_emplace(std::string(alias)).first;
+    int result = edit(it->second);
+    if (it->second.empty()) {
+      next->erase(it);
+    }
+    slot.store(next.release(), std::memory_order_release);
+    epochs_.WaitForReaders();
+    delete old_shard;
+    return result;
+  }
+
+  const Clock* const clock_;
+  ReadEpochs epochs_;
+  std::array<std::atomic<const Shard*>, kShards> shards_;
+  absl::Mutex write_mu_;
+};
+
+}  // namespace
+
+std::unique_ptr<CertStore> NewMemoryStore(const MemoryStoreOptions& options) {
+  return std::make_unique<MemoryStore>(options);
+}
+
+}  // namespace certstore
