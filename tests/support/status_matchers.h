@@ -39,6 +39,15 @@ MATCHER_P2(StatusIs, code, message_matcher,
              message_matcher, std::string(s.message()), result_listener);
 }
 
+// A StatusOr that is OK and whose value matches `value_matcher`.
+MATCHER_P(IsOkAndHolds, value_matcher, "is OK and holds a matching value") {
+  if (!arg.ok()) {
+    *result_listener << "status: " << arg.status().ToString();
+    return false;
+  }
+  return ::testing::ExplainMatchResult(value_matcher, *arg, result_listener);
+}
+
 }  // namespace certstore::testing
 
 #define ASSERT_OK(expr) ASSERT_THAT((expr), ::certstore::testing::IsOk())
