@@ -15,6 +15,9 @@
 namespace certstore {
 namespace {
 
+// Far above any chain; keeps sizes within BIO's int lengths.
+constexpr size_t kMaxPemBytes = size_t{1} << 24;
+
 absl::Time Asn1TimeToAbsl(const ASN1_TIME* t) {
   struct tm tm_value = {};
   if (t == nullptr || ASN1_TIME_to_tm(t, &tm_value) != 1) {
@@ -25,8 +28,11 @@ absl::Time Asn1TimeToAbsl(const ASN1_TIME* t) {
 
 std::string NameToString(const X509_NAME* name) {
   UniqueBio bio(BIO_new(BIO_s_mem()));
-  X509_NAME_print_ex(bio.get(), name, 0,
-                     XN_FLAG_ONELINE & ~ASN1_STRFLGS_ESC_MSB);
+  // RFC 2253 order (most specific first), ", " between parts, UTF-8 kept.
+  X509_NAME_print_ex(
+      bio.get(), name, 0,
+      (XN_FLAG_RFC2253 & ~XN_FLAG_SEP_MASK & ~ASN1_STRFLGS_ESC_MSB) |
+          XN_FLAG_SEP_CPLUS_SPC);
   char* data = nullptr;
   long len = BIO_get_mem_data(bio.get(), &data);
   return std::string(data, static_cast<size_t>(len));
@@ -43,6 +49,10 @@ std::string Thumbprint(absl::string_view cert_der) {
 }
 
 absl::StatusOr<std::vector<std::string>> PemToDerChain(absl::string_view pem) {
+  if (pem.size() > kMaxPemBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("PEM input of ", pem.size(), " bytes is too large"));
+  }
   UniqueBio bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
   std::vector<std::string> chain;
   for (int block = 0;; ++block) {

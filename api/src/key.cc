@@ -4,6 +4,7 @@
 #include <openssl/decoder.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <openssl/x509.h>
 
 #include <string>
 #include <utility>
@@ -15,6 +16,9 @@
 
 namespace certstore {
 namespace {
+
+// Far above any key or chain; keeps sizes within BIO's int lengths.
+constexpr size_t kMaxPemBytes = size_t{1} << 24;
 
 absl::StatusOr<std::string> EncodePublicKey(EVP_PKEY* pkey) {
   unsigned char* der = nullptr;
@@ -83,8 +87,11 @@ class SoftwareKey final : public Key {
   std::string location() const override { return "software"; }
 
   absl::StatusOr<std::string> ExportPkcs8Der() const override {
+    // EVP_PKEY2PKCS8: i2d_PrivateKey would write PKCS#1 / SEC1 instead.
+    PKCS8_PRIV_KEY_INFO* p8 = EVP_PKEY2PKCS8(pkey_.get());
     unsigned char* der = nullptr;
-    int len = i2d_PrivateKey(pkey_.get(), &der);
+    int len = p8 != nullptr ? i2d_PKCS8_PRIV_KEY_INFO(p8, &der) : -1;
+    PKCS8_PRIV_KEY_INFO_free(p8);
     if (len <= 0) {
       return OpenSslError(absl::StatusCode::kInternal,
                           "cannot encode private key as PKCS#8");
@@ -100,6 +107,18 @@ class SoftwareKey final : public Key {
   std::string algorithm_;
 };
 
+bool HasPrivatePart(EVP_PKEY* pkey) {
+  BIGNUM* secret = nullptr;
+  const char* param = EVP_PKEY_is_a(pkey, "RSA") ? OSSL_PKEY_PARAM_RSA_D
+                                                 : OSSL_PKEY_PARAM_PRIV_KEY;
+  if (EVP_PKEY_get_bn_param(pkey, param, &secret) != 1) {
+    ClearOpenSslErrors();
+    return false;
+  }
+  BN_clear_free(secret);
+  return true;
+}
+
 absl::StatusOr<std::shared_ptr<const Key>> WrapOwned(UniqueEvpPkey pkey) {
   if (!EVP_PKEY_is_a(pkey.get(), "RSA") && !EVP_PKEY_is_a(pkey.get(), "EC")) {
     return absl::InvalidArgumentError(
@@ -108,6 +127,10 @@ absl::StatusOr<std::shared_ptr<const Key>> WrapOwned(UniqueEvpPkey pkey) {
                          ? EVP_PKEY_get0_type_name(pkey.get())
                          : "(unknown)",
                      " (expected RSA or EC)"));
+  }
+  if (!HasPrivatePart(pkey.get())) {
+    return absl::InvalidArgumentError(
+        "key has no private part (a public key cannot sign)");
   }
   CERTSTORE_ASSIGN_OR_RETURN(std::string spki, EncodePublicKey(pkey.get()));
   return std::shared_ptr<const Key>(
@@ -226,6 +249,10 @@ absl::StatusOr<std::shared_ptr<const Key>> SoftwareKeyFromPkcs8Der(
 
 absl::StatusOr<std::shared_ptr<const Key>> SoftwareKeyFromPem(
     absl::string_view pem) {
+  if (pem.size() > kMaxPemBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("PEM input of ", pem.size(), " bytes is too large"));
+  }
   UniqueBio bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
   // A null passphrase callback that refuses: encrypted PEM fails instead of
   // prompting on the terminal.

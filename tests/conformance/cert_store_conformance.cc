@@ -613,6 +613,11 @@ TEST_P(CertStoreConformanceTest, ConcurrentReadersSeeOldOrNewNeverNothing) {
       }
     });
   }
+  // Let the readers start before writing (bounded: 10 s).
+  const absl::Time start_deadline = absl::Now() + absl::Seconds(10);
+  while (reads.load() < kReaders && absl::Now() < start_deadline) {
+    std::this_thread::yield();
+  }
   for (int v = 1; v < kWrites; ++v) {
     EXPECT_OK(store_->Put(versions[v]));
   }
