@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "certstore/errors.h"
+#include "certstore/internal/in_process_alias_locks.h"
 #include "certstore/status_macros.h"
 #include "memory/read_epochs.h"
 
@@ -155,6 +156,15 @@ class MemoryStore final : public CertStore {
     return infos;
   }
 
+  absl::StatusOr<std::unique_ptr<AliasLock>> LockAlias(
+      absl::string_view alias, absl::Duration timeout) override {
+    if (absl::Status s = ValidateAlias(alias); !s.ok()) {
+      return WithContext(s, OpContext(Name(), "LockAlias", ""));
+    }
+    return alias_locks_.Acquire(alias, timeout,
+                                OpContext(Name(), "LockAlias", alias));
+  }
+
  private:
   std::atomic<const Shard*>& ShardFor(size_t hash) {
     // High bits: the map itself uses the low bits, which must stay varied.
@@ -190,6 +200,7 @@ class MemoryStore final : public CertStore {
   ReadEpochs epochs_;
   std::array<std::atomic<const Shard*>, kShards> shards_;
   absl::Mutex write_mu_;
+  internal::InProcessAliasLocks alias_locks_;
 };
 
 }  // namespace

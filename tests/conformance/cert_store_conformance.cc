@@ -630,6 +630,48 @@ TEST_P(CertStoreConformanceTest, ConcurrentReadersSeeOldOrNewNeverNothing) {
   EXPECT_EQ(FoundThumbprint("steady#att=0"), versions.back()->thumbprint());
 }
 
+// -------------------------------------------------------------- LockAlias
+
+TEST_P(CertStoreConformanceTest, LockAliasIsExclusiveUntilReleased) {
+  auto first = store_->LockAlias("mint#att=0", absl::Seconds(1));
+  ASSERT_OK(first);
+  EXPECT_THAT(
+      store_->LockAlias("mint#att=0", absl::Milliseconds(50)),
+      StatusIs(absl::StatusCode::kUnavailable, HasSubstr("mint#att=0")));
+  first->reset();
+  EXPECT_OK(store_->LockAlias("mint#att=0", absl::Milliseconds(50)));
+}
+
+TEST_P(CertStoreConformanceTest, LockAliasOfOtherAliasesAreIndependent) {
+  auto a = store_->LockAlias("lock-a#att=0", absl::Seconds(1));
+  ASSERT_OK(a);
+  EXPECT_OK(store_->LockAlias("lock-b#att=0", absl::Milliseconds(50)));
+  EXPECT_OK(store_->LockAlias("LOCK-A#att=0", absl::Milliseconds(50)));
+}
+
+TEST_P(CertStoreConformanceTest, LockAliasWaiterGetsTheLockOnRelease) {
+  auto held = store_->LockAlias("handoff#att=0", absl::Seconds(1));
+  ASSERT_OK(held);
+  std::atomic<bool> acquired{false};
+  std::thread waiter([&] {
+    auto lock = store_->LockAlias("handoff#att=0", absl::Seconds(20));
+    acquired = lock.ok();
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(30));
+  EXPECT_FALSE(acquired.load());
+  held->reset();
+  waiter.join();
+  EXPECT_TRUE(acquired.load());
+}
+
+TEST_P(CertStoreConformanceTest, LockAliasRefusesBadAliases) {
+  EXPECT_THAT(store_->LockAlias("", absl::Milliseconds(10)),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(store_->LockAlias(std::string(kMaxAliasBytes + 1, 'l'),
+                                absl::Milliseconds(10)),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
 }  // namespace
 
 // Each backend instantiates this suite; a binary that links the suite but

@@ -9,10 +9,22 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 #include "certstore/entry.h"
 #include "certstore/key.h"
 
 namespace certstore {
+
+// Held while one caller mints for an alias; released when destroyed (or,
+// for cross-process locks, when the holding process dies). Must not outlive
+// the store that issued it.
+class AliasLock {
+ public:
+  AliasLock() = default;
+  AliasLock(const AliasLock&) = delete;
+  AliasLock& operator=(const AliasLock&) = delete;
+  virtual ~AliasLock() = default;
+};
 
 // A store of binding credentials. Implementations are thread-safe; every
 // method may be called from several threads at once. Status codes follow
@@ -58,6 +70,14 @@ class CertStore {
   // newest not_after. Never decodes keys.
   virtual absl::StatusOr<std::vector<EntryInfo>> List(
       const ListOptions& options = {}) = 0;
+
+  // Takes the store's exclusive mint lock for `alias`: shared by every
+  // process that opens the same persistent store (in-process only for
+  // memory:), so that N racers mint once. Waits at most `timeout`; still
+  // held by someone else then is Unavailable (degrade, never hang). Locks
+  // of different aliases are independent. Not re-entrant.
+  virtual absl::StatusOr<std::unique_ptr<AliasLock>> LockAlias(
+      absl::string_view alias, absl::Duration timeout) = 0;
 };
 
 // Forwards every call to another store; subclasses override what they
@@ -89,6 +109,10 @@ class CertStoreWrapper : public CertStore {
   absl::StatusOr<std::vector<EntryInfo>> List(
       const ListOptions& options) override {
     return target_->List(options);
+  }
+  absl::StatusOr<std::unique_ptr<AliasLock>> LockAlias(
+      absl::string_view alias, absl::Duration timeout) override {
+    return target_->LockAlias(alias, timeout);
   }
 
  private:
