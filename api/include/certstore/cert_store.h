@@ -90,7 +90,7 @@ class CertStoreWrapper : public CertStore {
 
   std::string Name() const override { return target_->Name(); }
   absl::StatusOr<std::shared_ptr<const Entry>> Find(
-      absl::string_view alias, const FindOptions& options) override {
+      absl::string_view alias, const FindOptions& options = {}) override {
     return target_->Find(alias, options);
   }
   absl::Status Put(std::shared_ptr<const Entry> entry) override {
@@ -107,7 +107,7 @@ class CertStoreWrapper : public CertStore {
     return target_->CreateKey(alias, spec);
   }
   absl::StatusOr<std::vector<EntryInfo>> List(
-      const ListOptions& options) override {
+      const ListOptions& options = {}) override {
     return target_->List(options);
   }
   absl::StatusOr<std::unique_ptr<AliasLock>> LockAlias(
