@@ -1,0 +1,100 @@
+#include "client/csr.h"
+
+#include <openssl/x509.h>
+
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <utility>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "certstore/errors.h"
+#include "certstore/openssl_types.h"
+
+namespace certstore::client_internal {
+namespace {
+
+using UniqueReq = std::unique_ptr<X509_REQ, OpenSslDeleter<X509_REQ_free>>;
+using Json = nlohmann::json;
+
+bool AddName(X509_NAME* name, const char* field, absl::string_view value) {
+  return X509_NAME_add_entry_by_txt(
+             name, field, MBSTRING_UTF8,
+             reinterpret_cast<const unsigned char*>(value.data()),
+             static_cast<int>(value.size()), -1, 0) == 1;
+}
+
+absl::StatusOr<std::string> DecodeBase64Field(const Json& value,
+                                              absl::string_view field,
+                                              absl::string_view context) {
+  std::string der;
+  if (!value.is_string() ||
+      !absl::Base64Unescape(value.get<std::string>(), &der) || der.empty()) {
+    return absl::DataLossError(absl::StrCat(
+        context, ": issuing endpoint answer has no valid base64 ", field));
+  }
+  return der;
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> MakeCsr(const Key& key, absl::string_view client_id,
+                                    absl::string_view tenant_id) {
+  UniqueReq req(X509_REQ_new());
+  X509_NAME* name = X509_REQ_get_subject_name(req.get());
+  if (req == nullptr || X509_REQ_set_version(req.get(), 0) != 1 ||
+      !AddName(name, "DC", tenant_id) || !AddName(name, "CN", client_id) ||
+      X509_REQ_set_pubkey(req.get(), key.evp_pkey()) != 1) {
+    return OpenSslError(absl::StatusCode::kInternal, "cannot build CSR");
+  }
+  if (X509_REQ_sign(req.get(), key.evp_pkey(), EVP_sha256()) <= 0) {
+    return OpenSslError(absl::StatusCode::kFailedPrecondition,
+                        absl::StrCat("cannot sign CSR with the new key (",
+                                     key.location(), ")"));
+  }
+  unsigned char* der = nullptr;
+  int len = i2d_X509_REQ(req.get(), &der);
+  if (len <= 0) {
+    return OpenSslError(absl::StatusCode::kInternal, "cannot encode CSR");
+  }
+  std::string out(reinterpret_cast<char*>(der), static_cast<size_t>(len));
+  OPENSSL_free(der);
+  return out;
+}
+
+absl::StatusOr<EntryParts> ParseIssuedCredential(absl::string_view json,
+                                                 absl::string_view context) {
+  Json body = Json::parse(json.begin(), json.end(), nullptr, false);
+  if (!body.is_object()) {
+    return absl::DataLossError(
+        absl::StrCat(context, ": issuing endpoint answer is not JSON"));
+  }
+  EntryParts parts;
+  absl::StatusOr<std::string> leaf =
+      DecodeBase64Field(body["certificate"], "certificate", context);
+  if (!leaf.ok()) {
+    return leaf.status();
+  }
+  parts.chain_der.push_back(*std::move(leaf));
+  if (body.contains("certificate_chain")) {
+    for (const Json& cert : body["certificate_chain"]) {
+      absl::StatusOr<std::string> der =
+          DecodeBase64Field(cert, "certificate_chain entry", context);
+      if (!der.ok()) {
+        return der.status();
+      }
+      parts.chain_der.push_back(*std::move(der));
+    }
+  }
+  parts.metadata.endpoint = body.value("mtls_authentication_endpoint", "");
+  parts.metadata.client_id = body.value("client_id", "");
+  parts.metadata.tenant_id = body.value("tenant_id", "");
+  if (parts.metadata.endpoint.empty()) {
+    return absl::DataLossError(absl::StrCat(
+        context,
+        ": issuing endpoint answer has no mtls_authentication_endpoint"));
+  }
+  return parts;
+}
+
+}  // namespace certstore::client_internal

@@ -1,0 +1,199 @@
+#include "client/https_transport.h"
+
+#include <curl/curl.h>
+#include <openssl/ssl.h>
+
+#include <memory>
+#include <mutex>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+
+namespace certstore::client_internal {
+namespace {
+
+constexpr int kAlertInternalError = 80;
+
+void GlobalInitOnce() {
+  static std::once_flag once;
+  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+}
+
+// Per-exchange TLS observations, filled by OpenSSL's info callback.
+struct TlsTrace {
+  const Entry* entry = nullptr;
+  bool certificate_requested = false;
+  bool handshake_done = false;
+  int alert_received = -1;
+  int alert_sent = -1;
+};
+
+int TraceIndex() {
+  static const int index =
+      SSL_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
+  return index;
+}
+
+void InfoCallback(const SSL* ssl, int where, int ret) {
+  auto* trace = static_cast<TlsTrace*>(SSL_get_ex_data(ssl, TraceIndex()));
+  if (trace == nullptr) {
+    return;
+  }
+  if ((where & SSL_CB_LOOP) != 0 && SSL_get_state(ssl) == TLS_ST_CR_CERT_REQ) {
+    trace->certificate_requested = true;
+  }
+  if ((where & SSL_CB_HANDSHAKE_DONE) != 0) {
+    trace->handshake_done = true;
+  }
+  if ((where & SSL_CB_ALERT) != 0) {
+    const int description = ret & 0xff;
+    if ((where & SSL_CB_READ) != 0) {
+      trace->alert_received = description;
+    } else if (!trace->handshake_done) {
+      trace->alert_sent = description;
+    }
+  }
+}
+
+// The info callback needs the trace on each SSL; curl hands us only the
+// SSL_CTX, so the trace travels as the CTX's app data and is attached to
+// the SSL at its first callback.
+void TracingInfoCallback(const SSL* ssl, int where, int ret) {
+  if (SSL_get_ex_data(ssl, TraceIndex()) == nullptr) {
+    SSL_set_ex_data(const_cast<SSL*>(ssl), TraceIndex(),
+                    SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl)));
+  }
+  InfoCallback(ssl, where, ret);
+}
+
+// Runs for every new connection: installs the trace and presents the
+// entry's chain and key (a token key signs on the token).
+CURLcode SslContextCallback(CURL*, void* ssl_ctx, void* user) {
+  auto* trace = static_cast<TlsTrace*>(user);
+  auto* ctx = static_cast<SSL_CTX*>(ssl_ctx);
+  SSL_CTX_set_app_data(ctx, trace);
+  SSL_CTX_set_info_callback(ctx, TracingInfoCallback);
+  if (trace->entry == nullptr) {
+    return CURLE_OK;
+  }
+  absl::StatusOr<absl::Span<X509* const>> chain = trace->entry->Chain();
+  if (!chain.ok() || SSL_CTX_use_certificate(ctx, (*chain)[0]) != 1 ||
+      SSL_CTX_use_PrivateKey(ctx, trace->entry->key()->evp_pkey()) != 1) {
+    return CURLE_SSL_CERTPROBLEM;
+  }
+  for (size_t i = 1; i < chain->size(); ++i) {
+    if (SSL_CTX_add1_chain_cert(ctx, (*chain)[i]) != 1) {
+      return CURLE_SSL_CERTPROBLEM;
+    }
+  }
+  return CURLE_OK;
+}
+
+size_t AppendBody(char* data, size_t size, size_t count, void* user) {
+  static_cast<std::string*>(user)->append(data, size * count);
+  return size * count;
+}
+
+RequestPhase PhaseOf(CURL* curl, const TlsTrace& trace, bool https) {
+  curl_off_t connect_us = 0;
+  curl_easy_getinfo(curl, CURLINFO_CONNECT_TIME_T, &connect_us);
+  if (connect_us == 0) {
+    return RequestPhase::kConnect;
+  }
+  if (!https) {
+    return RequestPhase::kResponse;
+  }
+  if (!trace.handshake_done) {
+    return RequestPhase::kTlsHandshake;
+  }
+  long status = 0;
+  curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+  return status == 0 ? RequestPhase::kFirstRead : RequestPhase::kResponse;
+}
+
+struct CurlDeleter {
+  void operator()(CURL* c) const { curl_easy_cleanup(c); }
+};
+struct SlistDeleter {
+  void operator()(curl_slist* l) const { curl_slist_free_all(l); }
+};
+
+}  // namespace
+
+HttpResult Perform(const HttpRequest& request, const Deadlines& deadlines,
+                   const Entry* client_entry,
+                   const std::string& server_ca_pem) {
+  GlobalInitOnce();
+  HttpResult result;
+  std::unique_ptr<CURL, CurlDeleter> curl(curl_easy_init());
+  std::unique_ptr<curl_slist, SlistDeleter> headers;
+  for (const std::string& header : request.headers) {
+    headers.reset(curl_slist_append(headers.release(), header.c_str()));
+  }
+  TlsTrace trace;
+  trace.entry = client_entry;
+  char error[CURL_ERROR_SIZE] = {0};
+  const bool https = absl::StartsWith(request.url, "https://");
+
+  CURL* c = curl.get();
+  curl_easy_setopt(c, CURLOPT_URL, request.url.c_str());
+  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
+  curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(c, CURLOPT_ERRORBUFFER, error);
+  curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers.get());
+  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, AppendBody);
+  curl_easy_setopt(c, CURLOPT_WRITEDATA, &result.body);
+  curl_easy_setopt(c, CURLOPT_FORBID_REUSE, 1L);
+  // curl's connect timeout covers TCP and the TLS handshake.
+  curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS,
+                   static_cast<long>(absl::ToInt64Milliseconds(
+                       https ? deadlines.connect + deadlines.handshake
+                             : deadlines.connect)));
+  curl_easy_setopt(
+      c, CURLOPT_TIMEOUT_MS,
+      static_cast<long>(absl::ToInt64Milliseconds(deadlines.total)));
+  if (request.method == "POST") {
+    curl_easy_setopt(c, CURLOPT_POST, 1L);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, request.body.c_str());
+    curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE,
+                     static_cast<long>(request.body.size()));
+  }
+  if (https) {
+    curl_easy_setopt(c, CURLOPT_SSL_CTX_FUNCTION, SslContextCallback);
+    curl_easy_setopt(c, CURLOPT_SSL_CTX_DATA, &trace);
+    if (!server_ca_pem.empty()) {
+      curl_blob blob{const_cast<char*>(server_ca_pem.data()),
+                     server_ca_pem.size(), CURL_BLOB_COPY};
+      curl_easy_setopt(c, CURLOPT_CAINFO_BLOB, &blob);
+    }
+  }
+
+  const absl::Time start = absl::Now();
+  const CURLcode code = curl_easy_perform(c);
+  result.elapsed = absl::Now() - start;
+
+  char* host = nullptr;
+  curl_easy_getinfo(c, CURLINFO_EFFECTIVE_URL, &host);
+  result.host = host != nullptr ? host : request.url;
+  TransportOutcome& outcome = result.outcome;
+  outcome.curl_code = code;
+  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &outcome.http_status);
+  outcome.phase = PhaseOf(c, trace, https);
+  outcome.tls_alert_received = trace.alert_received;
+  outcome.local_sign_failed = trace.certificate_requested &&
+                              trace.alert_sent == kAlertInternalError &&
+                              client_entry != nullptr;
+  curl_off_t retry_after = 0;
+  if (curl_easy_getinfo(c, CURLINFO_RETRY_AFTER, &retry_after) == CURLE_OK &&
+      retry_after > 0) {
+    outcome.retry_after = absl::Seconds(retry_after);
+  }
+  if (code != CURLE_OK) {
+    result.error = error[0] != '\0' ? error : curl_easy_strerror(code);
+  }
+  return result;
+}
+
+}  // namespace certstore::client_internal

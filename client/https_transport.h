@@ -1,0 +1,45 @@
+// One HTTP(S) exchange over libcurl with explicit deadlines, optionally
+// presenting a client certificate chain and key from an Entry, reporting
+// what the failure classifier needs. Internal to client/.
+#ifndef CERTSTORE_CLIENT_HTTPS_TRANSPORT_H_
+#define CERTSTORE_CLIENT_HTTPS_TRANSPORT_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/time/time.h"
+#include "certstore/entry.h"
+#include "client/failure_classifier.h"
+#include "client/token_client.h"
+
+namespace certstore::client_internal {
+
+// connect / handshake as configured; total = what is left of the call's
+// budget for this attempt.
+using Deadlines = RequestDeadlines;
+
+struct HttpRequest {
+  std::string method = "GET";  // GET or POST
+  std::string url;
+  std::vector<std::string> headers;  // "Name: value"
+  std::string body;
+};
+
+struct HttpResult {
+  TransportOutcome outcome;
+  std::string body;
+  std::string error;  // curl's message when curl_code != 0
+  absl::Duration elapsed;
+  std::string host;  // for messages
+};
+
+// Performs `request`. `client_entry` (nullable) supplies the chain (leaf
+// first) and key for mTLS; `server_ca_pem` (empty: system roots) is the
+// trust anchor for the server. Never fetches anything but `url`: no AIA,
+// no CRL, no redirects.
+HttpResult Perform(const HttpRequest& request, const Deadlines& deadlines,
+                   const Entry* client_entry, const std::string& server_ca_pem);
+
+}  // namespace certstore::client_internal
+
+#endif  // CERTSTORE_CLIENT_HTTPS_TRANSPORT_H_

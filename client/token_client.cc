@@ -1,0 +1,430 @@
+#include "client/token_client.h"
+
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+#include <algorithm>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "certstore/errors.h"
+#include "certstore/openssl_types.h"
+#include "certstore/status_macros.h"
+#include "client/csr.h"
+#include "client/https_transport.h"
+
+namespace certstore {
+namespace {
+
+using client_internal::HttpRequest;
+using client_internal::HttpResult;
+using Json = nlohmann::json;
+
+constexpr absl::string_view kComponent = "client";
+
+struct Platform {
+  std::string client_id;
+  std::string tenant_id;
+};
+
+// State of one GetToken call.
+struct Call {
+  std::string scope;
+  absl::Time deadline;
+  bool healed = false;
+  std::string evicted_thumbprint;
+};
+
+// What a failed exchange looked like, for messages: phase, host, and what
+// the server (or the network) said.
+std::string DescribeFailure(const HttpResult& r) {
+  std::string said;
+  if (r.outcome.http_status != 0) {
+    said = absl::StrCat("HTTP ", r.outcome.http_status);
+    Json body = Json::parse(r.body, nullptr, false);
+    if (body.is_object() && body.contains("error")) {
+      absl::StrAppend(&said, " ", body.value("error", ""));
+      if (body.contains("error_description")) {
+        absl::StrAppend(&said, " (", body.value("error_description", ""), ")");
+      }
+    }
+  } else {
+    said = r.error;
+  }
+  if (r.outcome.tls_alert_received >= 0) {
+    absl::StrAppend(&said, "; server sent TLS alert \"",
+                    SSL_alert_desc_string_long(r.outcome.tls_alert_received),
+                    "\"");
+  }
+  if (r.outcome.local_sign_failed) {
+    absl::StrAppend(&said, "; our key failed to sign CertificateVerify");
+  }
+  return absl::StrCat("in ", RequestPhaseName(r.outcome.phase), " with ",
+                      r.host, " after ", absl::FormatDuration(r.elapsed), ": ",
+                      said);
+}
+
+absl::Duration Jittered(absl::Duration d) {
+  thread_local std::mt19937 rng(std::random_device{}());
+  std::uniform_real_distribution<double> factor(0.75, 1.25);
+  return d * factor(rng);
+}
+
+class TokenClientImpl final : public TokenClient {
+ public:
+  TokenClientImpl(LayeredStore* store, TokenClientOptions options)
+      : store_(store),
+        options_(std::move(options)),
+        clock_(options_.clock != nullptr ? options_.clock : Clock::System()) {
+    find_options_.min_remaining = options_.min_remaining;
+  }
+
+  absl::StatusOr<AccessToken> GetToken(absl::string_view scope) override;
+
+  TokenClientMetrics Metrics() const override {
+    absl::MutexLock lock(&mu_);
+    return metrics_;
+  }
+
+ private:
+  void Log(LogLevel level, absl::string_view message) const {
+    if (options_.log) {
+      options_.log(level, kComponent, message);
+    }
+  }
+  void Count(int64_t TokenClientMetrics::*counter) {
+    absl::MutexLock lock(&mu_);
+    ++(metrics_.*counter);
+  }
+
+  absl::StatusOr<Platform> GetPlatform(Call& call);
+  absl::StatusOr<std::shared_ptr<const Entry>> Binding(const std::string& alias,
+                                                       const Platform& platform,
+                                                       Call& call);
+  absl::StatusOr<std::shared_ptr<const Entry>> Heal(const std::string& alias,
+                                                    const Platform& platform,
+                                                    Call& call,
+                                                    const std::string& why);
+  absl::StatusOr<std::shared_ptr<const Entry>> Mint(absl::string_view alias,
+                                                    const Platform& platform,
+                                                    Call& call);
+  HttpResult PerformWithRetries(const HttpRequest& request, const Entry* entry,
+                                Call& call, FailureClass* failure);
+  absl::StatusOr<AccessToken> TokenFromResponse(const HttpResult& r,
+                                                const Entry& entry,
+                                                const Call& call);
+  absl::Status FinalError(FailureClass failure, const HttpResult& r,
+                          const std::string& alias, const Entry& entry,
+                          const Call& call) const;
+  absl::optional<AccessToken> CachedToken(const std::string& key) const;
+
+  LayeredStore* const store_;
+  const TokenClientOptions options_;
+  const Clock* const clock_;
+  FindOptions find_options_;
+
+  mutable absl::Mutex mu_;
+  absl::optional<Platform> platform_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_set<std::string> probed_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, AccessToken> tokens_ ABSL_GUARDED_BY(mu_);
+  TokenClientMetrics metrics_ ABSL_GUARDED_BY(mu_);
+};
+
+absl::StatusOr<Platform> TokenClientImpl::GetPlatform(Call& call) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (platform_.has_value()) {
+      return *platform_;
+    }
+  }
+  HttpRequest request;
+  request.url = absl::StrCat(options_.issuing_url,
+                             "/metadata/identity/getplatformmetadata"
+                             "?cred-api-version=2.0");
+  request.headers = {"Metadata: true"};
+  FailureClass failure;
+  HttpResult r = PerformWithRetries(request, nullptr, call, &failure);
+  Json body = Json::parse(r.body, nullptr, false);
+  if (failure != FailureClass::kNone || !body.is_object() ||
+      !body["clientId"].is_string() || !body["tenantId"].is_string()) {
+    return absl::UnavailableError(absl::StrCat(
+        "platform metadata ", DescribeFailure(r),
+        failure == FailureClass::kNone ? " (no clientId/tenantId in answer)"
+                                       : ""));
+  }
+  Platform platform{body["clientId"].get<std::string>(),
+                    body["tenantId"].get<std::string>()};
+  absl::MutexLock lock(&mu_);
+  platform_ = platform;
+  return platform;
+}
+
+absl::StatusOr<std::shared_ptr<const Entry>> TokenClientImpl::Mint(
+    absl::string_view alias, const Platform& platform, Call& call) {
+  const std::string context = absl::StrCat("mint for ", QuoteAlias(alias));
+  absl::StatusOr<std::shared_ptr<const Key>> key =
+      store_->CreateKey(alias, options_.key_spec);
+  CERTSTORE_RETURN_IF_ERROR(WithContext(key.status(), context));
+  CERTSTORE_ASSIGN_OR_RETURN(
+      std::string csr,
+      client_internal::MakeCsr(**key, platform.client_id, platform.tenant_id));
+  HttpRequest request;
+  request.method = "POST";
+  request.url = absl::StrCat(options_.issuing_url,
+                             "/metadata/identity/issuecredential"
+                             "?cred-api-version=2.0");
+  request.headers = {"Metadata: true", "Content-Type: application/json"};
+  request.body = Json{{"csr", absl::Base64Escape(csr)}}.dump();
+  FailureClass failure;
+  HttpResult r = PerformWithRetries(request, nullptr, call, &failure);
+  if (failure != FailureClass::kNone) {
+    return absl::UnavailableError(
+        absl::StrCat(context, ": issuing endpoint ", DescribeFailure(r)));
+  }
+  CERTSTORE_ASSIGN_OR_RETURN(
+      EntryParts parts,
+      client_internal::ParseIssuedCredential(r.body, context));
+  parts.alias = std::string(alias);
+  parts.key = *key;
+  parts.created_at = clock_->Now();
+  absl::StatusOr<std::shared_ptr<const Entry>> entry =
+      Entry::Create(std::move(parts));
+  if (!entry.ok()) {
+    return WithContext(entry.status(), context);
+  }
+  return entry;
+}
+
+HttpResult TokenClientImpl::PerformWithRetries(const HttpRequest& request,
+                                               const Entry* entry, Call& call,
+                                               FailureClass* failure) {
+  absl::Duration backoff = options_.initial_backoff;
+  for (int attempt = 1;; ++attempt) {
+    client_internal::Deadlines deadlines = options_.deadlines;
+    deadlines.total =
+        std::max(call.deadline - absl::Now(), absl::Milliseconds(1));
+    HttpResult r = client_internal::Perform(request, deadlines, entry,
+                                            options_.server_ca_pem);
+    *failure = ClassifyFailure(r.outcome);
+    if (*failure == FailureClass::kCredentialIfProbeFails) {
+      // Ambiguous abort: the key decides. A healthy key means the network.
+      Count(&TokenClientMetrics::probes);
+      *failure = entry != nullptr && !store_->ProbeKey(*entry).ok()
+                     ? FailureClass::kCredential
+                     : FailureClass::kNetwork;
+    }
+    if (*failure != FailureClass::kNetwork ||
+        attempt >= options_.max_attempts) {
+      return r;
+    }
+    absl::Duration wait = Jittered(backoff);
+    if (r.outcome.retry_after.has_value()) {
+      wait = std::max(wait, *r.outcome.retry_after);
+    }
+    if (absl::Now() + wait >= call.deadline) {
+      return r;  // no time left for another attempt
+    }
+    Count(&TokenClientMetrics::network_retries);
+    Log(LogLevel::kInfo,
+        absl::StrCat("retrying in ", absl::FormatDuration(wait), ": ",
+                     DescribeFailure(r)));
+    std::this_thread::sleep_for(absl::ToChronoNanoseconds(wait));
+    backoff = std::min(backoff * 2, options_.max_backoff);
+  }
+}
+
+absl::StatusOr<std::shared_ptr<const Entry>> TokenClientImpl::Heal(
+    const std::string& alias, const Platform& platform, Call& call,
+    const std::string& why) {
+  call.healed = true;
+  Count(&TokenClientMetrics::evictions);
+  Log(LogLevel::kWarning,
+      absl::StrCat("binding ", QuoteAlias(alias), " (thumbprint ",
+                   call.evicted_thumbprint, ") unusable: ", why,
+                   "; evicting from every layer and minting a new one"));
+  CERTSTORE_RETURN_IF_ERROR(store_->DeleteAllForAlias(alias).status());
+  absl::StatusOr<std::shared_ptr<const Entry>> entry = store_->GetOrCreate(
+      alias, find_options_,
+      [&](absl::string_view a) { return Mint(a, platform, call); });
+  if (entry.ok()) {
+    absl::MutexLock lock(&mu_);
+    probed_.insert((*entry)->thumbprint());  // a key minted just now
+  }
+  return entry;
+}
+
+absl::StatusOr<std::shared_ptr<const Entry>> TokenClientImpl::Binding(
+    const std::string& alias, const Platform& platform, Call& call) {
+  CERTSTORE_ASSIGN_OR_RETURN(
+      std::shared_ptr<const Entry> entry,
+      store_->GetOrCreate(alias, find_options_, [&](absl::string_view a) {
+        return Mint(a, platform, call);
+      }));
+  {
+    absl::MutexLock lock(&mu_);
+    if (probed_.contains(entry->thumbprint())) {
+      return entry;
+    }
+  }
+  // First use in this process: a persisted key may have died since (token
+  // re-initialised, file damaged), so prove it before any network call.
+  Count(&TokenClientMetrics::probes);
+  absl::Status probe = store_->ProbeKey(*entry);
+  if (probe.ok()) {
+    absl::MutexLock lock(&mu_);
+    probed_.insert(entry->thumbprint());
+    return entry;
+  }
+  if (probe.code() != absl::StatusCode::kFailedPrecondition) {
+    return probe;  // the key's home is unreachable: not the key's fault
+  }
+  call.evicted_thumbprint = entry->thumbprint();
+  return Heal(alias, platform, call, std::string(probe.message()));
+}
+
+absl::optional<AccessToken> TokenClientImpl::CachedToken(
+    const std::string& key) const {
+  absl::MutexLock lock(&mu_);
+  auto it = tokens_.find(key);
+  if (it == tokens_.end() ||
+      it->second.expires_at - options_.refresh_ahead <= clock_->Now()) {
+    return absl::nullopt;
+  }
+  AccessToken token = it->second;
+  token.from_cache = true;
+  return token;
+}
+
+absl::StatusOr<AccessToken> TokenClientImpl::TokenFromResponse(
+    const HttpResult& r, const Entry& entry, const Call& call) {
+  Json body = Json::parse(r.body, nullptr, false);
+  if (!body.is_object() || !body["access_token"].is_string() ||
+      !body["expires_in"].is_number_integer()) {
+    return absl::DataLossError(
+        absl::StrCat("token endpoint ", r.host,
+                     " answered 200 without access_token / "
+                     "expires_in"));
+  }
+  AccessToken token;
+  token.access_token = body["access_token"].get<std::string>();
+  token.token_type = body.value("token_type", "");
+  token.expires_at =
+      clock_->Now() + absl::Seconds(body["expires_in"].get<int64_t>());
+  token.alias = entry.alias();
+  token.scope = call.scope;
+  token.thumbprint = entry.thumbprint();
+  token.healed = call.healed;
+  return token;
+}
+
+absl::Status TokenClientImpl::FinalError(FailureClass failure,
+                                         const HttpResult& r,
+                                         const std::string& alias,
+                                         const Entry& entry,
+                                         const Call& call) const {
+  std::string message =
+      absl::StrCat("GetToken(\"", call.scope, "\") with binding ",
+                   QuoteAlias(alias), " (thumbprint ", entry.thumbprint(),
+                   "): token request failed ", DescribeFailure(r));
+  if (call.healed) {
+    absl::StrAppend(&message, "; already evicted ", call.evicted_thumbprint,
+                    " and re-minted once in this call: not retrying again");
+  }
+  if (r.outcome.curl_code == 28 /* CURLE_OPERATION_TIMEDOUT */) {
+    return absl::DeadlineExceededError(
+        absl::StrCat(message, " (deadline ",
+                     absl::FormatDuration(options_.deadlines.total), ")"));
+  }
+  switch (failure) {
+    case FailureClass::kCredential:
+      return absl::UnauthenticatedError(message);
+    case FailureClass::kNetwork:
+      return absl::UnavailableError(
+          absl::StrCat(message, "; no eviction (network failure)"));
+    default:
+      return absl::FailedPreconditionError(message);
+  }
+}
+
+absl::StatusOr<AccessToken> TokenClientImpl::GetToken(absl::string_view scope) {
+  if (scope.empty() || scope.find_first_of(" \t\r\n&=") != scope.npos) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "GetToken: scope \"", absl::CHexEscape(scope),
+        "\" must be a non-empty resource URI without spaces, '&' or '='"));
+  }
+  Call call;
+  call.scope = std::string(scope);
+  call.deadline = absl::Now() + options_.deadlines.total;
+  CERTSTORE_ASSIGN_OR_RETURN(Platform platform, GetPlatform(call));
+  const std::string alias = absl::StrCat(
+      platform.client_id, options_.attestation ? "#att=1" : "#att=0");
+  CERTSTORE_ASSIGN_OR_RETURN(std::shared_ptr<const Entry> entry,
+                             Binding(alias, platform, call));
+  for (;;) {
+    const std::string cache_key =
+        absl::StrCat(alias, std::string(1, '\0'), scope, std::string(1, '\0'),
+                     entry->thumbprint());
+    if (absl::optional<AccessToken> cached = CachedToken(cache_key)) {
+      Count(&TokenClientMetrics::cache_hits);
+      return *cached;
+    }
+    HttpRequest request;
+    request.method = "POST";
+    request.url = absl::StrCat(entry->metadata().endpoint, "/",
+                               platform.tenant_id, "/oauth2/v2.0/token");
+    request.headers = {"Content-Type: application/x-www-form-urlencoded"};
+    request.body = absl::StrCat(
+        "grant_type=client_credentials&client_id=", platform.client_id,
+        "&scope=", scope, "/.default&token_type=mtls_pop");
+    Count(&TokenClientMetrics::token_requests);
+    FailureClass failure;
+    HttpResult r = PerformWithRetries(request, entry.get(), call, &failure);
+    if (failure == FailureClass::kNone) {
+      CERTSTORE_ASSIGN_OR_RETURN(AccessToken token,
+                                 TokenFromResponse(r, *entry, call));
+      absl::MutexLock lock(&mu_);
+      tokens_[cache_key] = token;
+      return token;
+    }
+    if (failure != FailureClass::kCredential || call.healed) {
+      return FinalError(failure, r, alias, *entry, call);
+    }
+    call.evicted_thumbprint = entry->thumbprint();
+    CERTSTORE_ASSIGN_OR_RETURN(entry,
+                               Heal(alias, platform, call, DescribeFailure(r)));
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<TokenClient>> TokenClient::Create(
+    LayeredStore* store, const TokenClientOptions& options) {
+  if (store == nullptr) {
+    return absl::InvalidArgumentError("TokenClient: null store");
+  }
+  if (!absl::StartsWith(options.issuing_url, "http://") &&
+      !absl::StartsWith(options.issuing_url, "https://")) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "TokenClient: issuing_url \"", absl::CHexEscape(options.issuing_url),
+        "\" must start with http:// or https://"));
+  }
+  if (options.max_attempts < 1 ||
+      options.deadlines.total <= absl::ZeroDuration() ||
+      options.deadlines.connect <= absl::ZeroDuration() ||
+      options.deadlines.handshake <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        "TokenClient: max_attempts must be >= 1 and every deadline positive");
+  }
+  return std::unique_ptr<TokenClient>(new TokenClientImpl(store, options));
+}
+
+}  // namespace certstore
