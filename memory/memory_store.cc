@@ -24,8 +24,15 @@ namespace {
 
 using memory_internal::ReadEpochs;
 
+// One stored entry, with its validity copied next to the pointer so that
+// selection reads only the map slot (one cache line fewer per lookup).
+struct Candidate {
+  absl::Time not_before;
+  absl::Time not_after;
+  std::shared_ptr<const Entry> entry;
+};
 // Entries of one alias, newest not_after first. Usually one.
-using AliasEntries = absl::InlinedVector<std::shared_ptr<const Entry>, 1>;
+using AliasEntries = absl::InlinedVector<Candidate, 1>;
 // An immutable shard: replaced whole by writers, never modified in place.
 using Shard = absl::flat_hash_map<std::string, AliasEntries>;
 
@@ -61,10 +68,10 @@ class MemoryStore final : public CertStore {
       const Shard* shard = ShardFor(hash).load(std::memory_order_acquire);
       auto it = shard->find(alias, hash);
       if (it != shard->end()) {
-        for (const auto& entry : it->second) {
-          if (IsServable(entry->not_before(), entry->not_after(), now,
+        for (const Candidate& candidate : it->second) {
+          if (IsServable(candidate.not_before, candidate.not_after, now,
                          options)) {
-            return entry;
+            return candidate.entry;
           }
         }
       }
@@ -87,15 +94,16 @@ class MemoryStore final : public CertStore {
         WithContext(CheckKeyMatchesLeaf(*entry), context));
     Rewrite(entry->alias(), /*create=*/true, [&entry](AliasEntries& entries) {
       entries.erase(std::remove_if(entries.begin(), entries.end(),
-                                   [&](const auto& e) {
-                                     return e->thumbprint() ==
+                                   [&](const Candidate& c) {
+                                     return c.entry->thumbprint() ==
                                             entry->thumbprint();
                                    }),
                     entries.end());
       auto pos = std::find_if(
           entries.begin(), entries.end(),
-          [&](const auto& e) { return e->not_after() < entry->not_after(); });
-      entries.insert(pos, entry);
+          [&](const Candidate& c) { return c.not_after < entry->not_after(); });
+      entries.insert(pos,
+                     Candidate{entry->not_before(), entry->not_after(), entry});
       return 0;
     });
     return absl::OkStatus();
@@ -140,8 +148,8 @@ class MemoryStore final : public CertStore {
           if (!absl::StartsWith(alias, options.alias_prefix)) {
             continue;
           }
-          for (const auto& entry : entries) {
-            infos.push_back(InfoOf(*entry, Name()));
+          for (const Candidate& candidate : entries) {
+            infos.push_back(InfoOf(*candidate.entry, Name()));
           }
         }
       }

@@ -1,13 +1,22 @@
 #include "certstore/clock.h"
 
-#include "absl/time/clock.h"
+#include <time.h>
 
 namespace certstore {
 namespace {
 
+// The coarse real-time clock: ~13 ns per read here against ~63 ns for
+// CLOCK_REALTIME (this VM has no fast vDSO clock source), with one kernel
+// tick (~4 ms) of resolution. Every decision taken with this clock (expiry,
+// renewal, token lifetime) has hours or minutes of margin; deadlines on the
+// network path use absl::Now() instead.
 class SystemClock final : public Clock {
  public:
-  absl::Time Now() const override { return absl::Now(); }
+  absl::Time Now() const override {
+    timespec ts;
+    clock_gettime(CLOCK_REALTIME_COARSE, &ts);
+    return absl::TimeFromTimespec(ts);
+  }
 };
 
 }  // namespace

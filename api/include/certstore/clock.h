@@ -15,7 +15,9 @@ class Clock {
   virtual ~Clock() = default;
   virtual absl::Time Now() const = 0;
 
-  // The process-wide wall clock. Never null, never destroyed.
+  // The process-wide wall clock, read coarsely (one kernel tick, ~4 ms,
+  // of resolution; cheap enough for every lookup). Never null, never
+  // destroyed.
   static const Clock* System();
 };
 
