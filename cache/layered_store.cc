@@ -12,6 +12,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "certstore/errors.h"
+#include "certstore/status_macros.h"
 
 namespace certstore {
 namespace {
@@ -60,27 +61,8 @@ class LayeredStoreImpl final : public LayeredStore {
 
   absl::StatusOr<std::shared_ptr<const Entry>> Find(
       absl::string_view alias, const FindOptions& options) override {
-    for (size_t i = 0; i < layers_.size(); ++i) {
-      absl::StatusOr<std::shared_ptr<const Entry>> found =
-          layers_[i]->Find(alias, options);
-      if (found.ok()) {
-        hits_[i]->Add();
-        if (i > 0) {
-          Backfill(i, *found);
-        }
-        return found;
-      }
-      if (found.status().code() == absl::StatusCode::kNotFound) {
-        continue;
-      }
-      if (!IsDegradable(found.status())) {
-        return found.status();
-      }
-      Degrade(i, found.status());
-    }
-    misses_.Add();
-    return absl::NotFoundError(absl::StrCat(
-        OpContext(name_, "Find", alias), ": no servable entry in any layer"));
+    bool damaged = false;
+    return FindInLayers(alias, options, &damaged);
   }
 
   absl::Status Put(std::shared_ptr<const Entry> entry) override {
@@ -170,6 +152,34 @@ class LayeredStoreImpl final : public LayeredStore {
 
  private:
   CertStore* bottom() const { return layers_.back(); }
+
+  // Find, also telling whether some layer holds damaged data (DataLoss) for
+  // the alias, so GetOrCreate can evict it rather than leave it behind.
+  absl::StatusOr<std::shared_ptr<const Entry>> FindInLayers(
+      absl::string_view alias, const FindOptions& options, bool* damaged) {
+    for (size_t i = 0; i < layers_.size(); ++i) {
+      absl::StatusOr<std::shared_ptr<const Entry>> found =
+          layers_[i]->Find(alias, options);
+      if (found.ok()) {
+        hits_[i]->Add();
+        if (i > 0) {
+          Backfill(i, *found);
+        }
+        return found;
+      }
+      if (found.status().code() == absl::StatusCode::kNotFound) {
+        continue;
+      }
+      if (!IsDegradable(found.status())) {
+        return found.status();
+      }
+      *damaged |= found.status().code() == absl::StatusCode::kDataLoss;
+      Degrade(i, found.status());
+    }
+    misses_.Add();
+    return absl::NotFoundError(absl::StrCat(
+        OpContext(name_, "Find", alias), ": no servable entry in any layer"));
+  }
 
   void Log(LogLevel level, absl::string_view message) const {
     if (options_.log) {
@@ -311,7 +321,9 @@ absl::StatusOr<std::shared_ptr<const Entry>> LayeredStoreImpl::GetOrCreate(
     return WithContext(s, OpContext(name_, "GetOrCreate", ""));
   }
   if (!ForceMintPending(alias)) {
-    absl::StatusOr<std::shared_ptr<const Entry>> found = Find(alias, options);
+    bool damaged = false;
+    absl::StatusOr<std::shared_ptr<const Entry>> found =
+        FindInLayers(alias, options, &damaged);
     if (found.ok()) {
       if (!PastRenewalPoint(**found) || !TryStartRenewal(alias)) {
         return found;  // fresh, or someone else is renewing it
@@ -329,6 +341,13 @@ absl::StatusOr<std::shared_ptr<const Entry>> LayeredStoreImpl::GetOrCreate(
     }
     if (found.status().code() != absl::StatusCode::kNotFound) {
       return found.status();
+    }
+    if (damaged) {
+      // Never leave a damaged credential behind a fresh one: evict it.
+      Log(LogLevel::kWarning,
+          absl::StrCat(OpContext(name_, "GetOrCreate", alias),
+                       ": stored entry is damaged; evicting it and minting"));
+      CERTSTORE_RETURN_IF_ERROR(DeleteAllForAlias(alias).status());
     }
   }
   return MintOnce(alias, options, mint, /*renewal=*/false);

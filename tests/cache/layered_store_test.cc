@@ -286,6 +286,22 @@ TEST_F(LayeredStoreTest, FailingPersistentFindDegradesToMemory) {
   EXPECT_THAT(log_.Lines().back(), HasSubstr("disk busy"));
 }
 
+TEST_F(LayeredStoreTest, DamagedEntryIsEvictedBeforeMinting) {
+  ASSERT_OK(bottom_->Put(Fresh("damaged#att=0")));
+  bottom_->FailNext(StoreOp::kFind, 1,
+                    absl::DataLossError("row 7: digest mismatch"));
+  std::atomic<int> mints{0};
+  auto got = store_->GetOrCreate("damaged#att=0", {}, CountingMint(&mints));
+  ASSERT_OK(got);
+  EXPECT_EQ(mints.load(), 1);
+  EXPECT_EQ(store_->Metrics().evictions, 1);
+  EXPECT_EQ(bottom_->calls(StoreOp::kDelete), 1);
+  auto listed = bottom_->List({});
+  ASSERT_OK(listed);
+  ASSERT_THAT(*listed, SizeIs(1));  // only the new entry is left
+  EXPECT_EQ((*listed)[0].thumbprint, (*got)->thumbprint());
+}
+
 TEST_F(LayeredStoreTest, FailingPersistentPutStillServesTheMint) {
   bottom_->FailAlways(StoreOp::kPut,
                       absl::PermissionDeniedError("read-only store"));
