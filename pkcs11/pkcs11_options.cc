@@ -1,0 +1,282 @@
+// Pkcs11StoreOptions from an RFC 7512 URI, option checks, the PIN source.
+#include "pkcs11/pkcs11_options.h"
+
+#include <fcntl.h>
+#include <openssl/crypto.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "certstore/internal/posix_status.h"
+#include "certstore/status_macros.h"
+
+namespace certstore {
+namespace {
+
+constexpr size_t kMaxTokenLabel = 32;  // CK_TOKEN_INFO.label
+constexpr size_t kMaxPinBytes = 4096;
+
+// Path attributes of RFC 7512 that select nothing here.
+constexpr absl::string_view kIgnoredPathAttributes[] = {"manufacturer",
+                                                        "model",
+                                                        "library-manufacturer",
+                                                        "library-description",
+                                                        "library-version",
+                                                        "slot-description",
+                                                        "slot-manufacturer",
+                                                        "slot-id",
+                                                        "object",
+                                                        "id",
+                                                        "type"};
+
+// Where module-name= looks for "<name>", "<name>.so" and "lib<name>.so".
+constexpr absl::string_view kModuleDirs[] = {"/usr/lib/x86_64-linux-gnu/pkcs11",
+                                             "/usr/lib/pkcs11",
+                                             "/usr/lib/softhsm",
+                                             "/usr/local/lib/softhsm",
+                                             "/usr/lib64/pkcs11",
+                                             "/usr/lib/x86_64-linux-gnu"};
+
+absl::StatusOr<std::string> PercentDecode(absl::string_view value,
+                                          absl::string_view context) {
+  std::string out;
+  for (size_t i = 0; i < value.size(); ++i) {
+    if (value[i] != '%') {
+      out.push_back(value[i]);
+      continue;
+    }
+    int byte = 0;
+    if (i + 2 >= value.size() ||
+        !absl::SimpleHexAtoi(value.substr(i + 1, 2), &byte)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(context, ": bad percent-encoding"));
+    }
+    out.push_back(static_cast<char>(byte));
+    i += 2;
+  }
+  return out;
+}
+
+std::string PercentEncode(absl::string_view value) {
+  std::string out;
+  for (unsigned char c : value) {
+    if (absl::ascii_isalnum(c) || c == '-' || c == '.' || c == '_' ||
+        c == '~') {
+      out.push_back(static_cast<char>(c));
+    } else {
+      absl::StrAppend(&out, "%", absl::Hex(c, absl::kZeroPad2));
+    }
+  }
+  return out;
+}
+
+absl::StatusOr<std::string> ModuleByName(absl::string_view name) {
+  if (name.find('/') != absl::string_view::npos) {
+    return std::string(name);
+  }
+  for (absl::string_view dir : kModuleDirs) {
+    for (const std::string& file :
+         {std::string(name), absl::StrCat(name, ".so"),
+          absl::StrCat("lib", name, ".so")}) {
+      std::string path = absl::StrCat(dir, "/", file);
+      if (access(path.c_str(), R_OK) == 0) {
+        return path;
+      }
+    }
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("module-name \"", name,
+                   "\": no such module in the PKCS#11 module "
+                   "directories (use module-path=)"));
+}
+
+absl::Status PathAttribute(absl::string_view name, const std::string& value,
+                           Pkcs11StoreOptions& options) {
+  if (name == "token") {
+    options.token_label = value;
+    return absl::OkStatus();
+  }
+  if (name == "serial") {
+    return absl::OkStatus();  // tokens are selected by label
+  }
+  for (absl::string_view ignored : kIgnoredPathAttributes) {
+    if (name == ignored) {
+      return absl::OkStatus();
+    }
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown path attribute \"", name, "\""));
+}
+
+absl::Status QueryAttribute(absl::string_view name, const std::string& value,
+                            Pkcs11StoreOptions& options) {
+  if (name == "module-path") {
+    options.module_path = value;
+  } else if (name == "module-name") {
+    CERTSTORE_ASSIGN_OR_RETURN(options.module_path, ModuleByName(value));
+  } else if (name == "pin-source") {
+    if (!absl::StartsWith(value, "file:")) {
+      return absl::InvalidArgumentError(
+          "pin-source must be file:<absolute path>");
+    }
+    options.pin_file = value.substr(5);
+  } else if (name == "pin-value") {
+    return absl::InvalidArgumentError(
+        "pin-value is refused: a PIN must not live in a URI (use "
+        "pin-source=file:<path>)");
+  } else {
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown query attribute \"", name, "\""));
+  }
+  return absl::OkStatus();
+}
+
+using AttributeFn = absl::Status (*)(absl::string_view, const std::string&,
+                                     Pkcs11StoreOptions&);
+
+absl::Status ParseAttributes(absl::string_view part, char separator,
+                             AttributeFn apply, Pkcs11StoreOptions& options) {
+  std::vector<std::string> seen;
+  for (absl::string_view attr : absl::StrSplit(part, separator)) {
+    if (attr.empty()) {
+      continue;
+    }
+    const size_t eq = attr.find('=');
+    const absl::string_view name = attr.substr(0, eq);
+    if (eq == absl::string_view::npos) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("attribute \"", name, "\" has no value"));
+    }
+    for (const std::string& s : seen) {
+      if (s == name) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("attribute \"", name, "\" given twice"));
+      }
+    }
+    seen.emplace_back(name);
+    CERTSTORE_ASSIGN_OR_RETURN(
+        std::string value,
+        PercentDecode(attr.substr(eq + 1),
+                      absl::StrCat("attribute \"", name, "\"")));
+    CERTSTORE_RETURN_IF_ERROR(apply(name, value, options));
+  }
+  return absl::OkStatus();
+}
+
+// The URI with every pin-value's value hidden, for messages.
+std::string Redacted(absl::string_view uri) {
+  std::string out(uri);
+  for (size_t at = out.find("pin-value="); at != std::string::npos;
+       at = out.find("pin-value=", at + 1)) {
+    const size_t begin = at + 10;
+    const size_t end = out.find_first_of("&;", begin);
+    out.replace(begin, end == std::string::npos ? end : end - begin, "***");
+  }
+  return out;
+}
+
+}  // namespace
+
+absl::StatusOr<Pkcs11StoreOptions> ParsePkcs11Uri(absl::string_view uri) {
+  const std::string context =
+      absl::StrCat("pkcs11 URI \"", Redacted(uri), "\"");
+  if (!absl::StartsWithIgnoreCase(uri, "pkcs11:")) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(context, ": must start with \"pkcs11:\""));
+  }
+  const absl::string_view rest = uri.substr(7);
+  const size_t q = rest.find('?');
+  Pkcs11StoreOptions options;
+  absl::Status status =
+      ParseAttributes(rest.substr(0, q), ';', &PathAttribute, options);
+  if (status.ok() && q != absl::string_view::npos) {
+    status = ParseAttributes(rest.substr(q + 1), '&', &QueryAttribute, options);
+  }
+  if (status.ok() && options.token_label.empty()) {
+    status = absl::InvalidArgumentError("token=<label> is required");
+  }
+  if (status.ok() && options.module_path.empty()) {
+    status = absl::InvalidArgumentError(
+        "module-path=<so> or module-name=<name> is required");
+  }
+  if (!status.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(context, ": ", status.message()));
+  }
+  return options;
+}
+
+namespace pkcs11_internal {
+
+std::string StoreName(absl::string_view token_label) {
+  return absl::StrCat("pkcs11:token=", PercentEncode(token_label));
+}
+
+absl::Status CheckOptions(const Pkcs11StoreOptions& options) {
+  if (options.token_label.empty()) {
+    return absl::InvalidArgumentError("token_label is empty");
+  }
+  if (options.token_label.size() > kMaxTokenLabel) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "token_label is ", options.token_label.size(),
+        " bytes; a PKCS#11 token label has at most ", kMaxTokenLabel));
+  }
+  if (options.module_path.empty()) {
+    return absl::InvalidArgumentError(
+        "module_path is empty (module-path= or module-name=)");
+  }
+  if (options.pin_file.empty() == (options.pin_callback == nullptr)) {
+    return absl::InvalidArgumentError(
+        "exactly one of pin_file (pin-source=file:) and pin_callback must be "
+        "set");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> ResolvePin(const Pkcs11StoreOptions& options) {
+  if (options.pin_callback != nullptr) {
+    return options.pin_callback();
+  }
+  const std::string& path = options.pin_file;
+  const std::string context = absl::StrCat("pin file \"", path, "\"");
+  const int fd = open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) {
+    return internal::ErrnoStatus(errno, context);
+  }
+  struct stat st;
+  absl::Status status = fstat(fd, &st) == 0
+                            ? internal::CheckPrivateFile(st, path)
+                            : internal::ErrnoStatus(errno, context);
+  std::string pin(kMaxPinBytes + 1, '\0');
+  ssize_t n = status.ok() ? read(fd, pin.data(), pin.size()) : 0;
+  close(fd);
+  if (status.ok() && n < 0) {
+    status = internal::ErrnoStatus(errno, context);
+  }
+  pin.resize(n > 0 ? static_cast<size_t>(n) : 0);
+  if (status.ok() && pin.size() > kMaxPinBytes) {
+    status = absl::InvalidArgumentError(absl::StrCat(context, ": too large"));
+  }
+  if (absl::EndsWith(pin, "\n")) {
+    pin.resize(pin.size() - (absl::EndsWith(pin, "\r\n") ? 2 : 1));
+  }
+  if (status.ok() && pin.empty()) {
+    status = absl::InvalidArgumentError(absl::StrCat(context, ": is empty"));
+  }
+  if (!status.ok()) {
+    OPENSSL_cleanse(pin.data(), pin.size());
+    return status;
+  }
+  return pin;
+}
+
+}  // namespace pkcs11_internal
+}  // namespace certstore

@@ -1,0 +1,27 @@
+// Option checks and the PIN source for OpenPkcs11Store. Project-internal.
+#ifndef CERTSTORE_PKCS11_PKCS11_OPTIONS_H_
+#define CERTSTORE_PKCS11_PKCS11_OPTIONS_H_
+
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "pkcs11/pkcs11_store.h"
+
+namespace certstore::pkcs11_internal {
+
+// The store's Name(): "pkcs11:token=<label>", percent-encoded.
+std::string StoreName(absl::string_view token_label);
+
+// InvalidArgument naming the option that is missing or malformed.
+absl::Status CheckOptions(const Pkcs11StoreOptions& options);
+
+// The PIN from pin_file (a regular file owned by this user with no group or
+// world bits, else PermissionDenied naming the file; one trailing newline
+// removed) or from pin_callback. Messages name the file, never the PIN.
+absl::StatusOr<std::string> ResolvePin(const Pkcs11StoreOptions& options);
+
+}  // namespace certstore::pkcs11_internal
+
+#endif  // CERTSTORE_PKCS11_PKCS11_OPTIONS_H_

@@ -1,0 +1,391 @@
+#include "pkcs11/pkcs11_store.h"
+
+#include <algorithm>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "certstore/errors.h"
+#include "certstore/internal/in_process_alias_locks.h"
+#include "certstore/status_macros.h"
+#include "pkcs11/module_context.h"
+#include "pkcs11/pkcs11_key.h"
+#include "pkcs11/pkcs11_options.h"
+#include "pkcs11/raw_token.h"
+#include "pkcs11/token_index.h"
+#include "pkcs11/token_objects.h"
+
+namespace certstore {
+namespace {
+
+using pkcs11_internal::ModuleContext;
+using pkcs11_internal::Pkcs11Key;
+using pkcs11_internal::RawToken;
+using pkcs11_internal::StoredEntry;
+
+// The token key a Put will pair the certificate with.
+struct KeyPlan {
+  std::string id;
+  CK_OBJECT_HANDLE private_key = 0;
+  CK_OBJECT_HANDLE imported_public = 0;  // non-zero: imported by this Put
+};
+
+class Pkcs11Store final : public CertStore {
+ public:
+  Pkcs11Store(std::string name, std::shared_ptr<RawToken> token,
+              const Pkcs11StoreOptions& options)
+      : name_(std::move(name)),
+        token_(std::move(token)),
+        module_(token_->module()),
+        clock_(options.clock != nullptr ? options.clock : Clock::System()),
+        allow_import_(options.allow_import),
+        cache_ttl_(options.cache_ttl) {}
+
+  std::string Name() const override { return name_; }
+
+  absl::StatusOr<std::shared_ptr<const Entry>> Find(
+      absl::string_view alias, const FindOptions& options) override;
+  absl::Status Put(std::shared_ptr<const Entry> entry) override;
+  absl::StatusOr<int> DeleteAllForAlias(absl::string_view alias) override;
+  absl::Status ProbeKey(const Entry& entry) override;
+  absl::StatusOr<std::shared_ptr<const Key>> CreateKey(
+      absl::string_view alias, const KeySpec& spec) override;
+  absl::StatusOr<std::vector<EntryInfo>> List(
+      const ListOptions& options) override;
+
+  absl::StatusOr<std::unique_ptr<AliasLock>> LockAlias(
+      absl::string_view alias, absl::Duration timeout) override {
+    if (absl::Status s = ValidateAlias(alias); !s.ok()) {
+      return WithContext(s, OpContext(Name(), "LockAlias", ""));
+    }
+    return alias_locks_.Acquire(alias, timeout,
+                                OpContext(Name(), "LockAlias", alias));
+  }
+
+ private:
+  // An alias's entries as last read from (or written to) the token.
+  struct AliasState {
+    std::vector<StoredEntry> entries;  // newest not_after first
+    uint64_t epoch = 0;
+    absl::Time loaded_at;
+  };
+
+  // Everything below runs with module_.mu() held.
+  absl::StatusOr<AliasState*> Cached(absl::string_view alias, bool* loaded);
+  absl::StatusOr<AliasState*> Load(absl::string_view alias);
+  absl::Status StillOnToken(const StoredEntry& stored);
+  absl::StatusOr<KeyPlan> PlanKey(const Entry& entry, const AliasState& state);
+  absl::Status WriteEntry(const std::shared_ptr<const Entry>& entry,
+                          AliasState& state, const KeyPlan& plan);
+  void Rollback(const KeyPlan& plan);
+
+  const std::string name_;
+  const std::shared_ptr<RawToken> token_;
+  ModuleContext& module_;
+  const Clock* const clock_;
+  const bool allow_import_;
+  const absl::Duration cache_ttl_;
+  absl::flat_hash_map<std::string, AliasState> cache_;  // by module_.mu()
+  internal::InProcessAliasLocks alias_locks_;
+};
+
+absl::StatusOr<Pkcs11Store::AliasState*> Pkcs11Store::Load(
+    absl::string_view alias) {
+  CERTSTORE_RETURN_IF_ERROR(token_->CheckToken());
+  CERTSTORE_ASSIGN_OR_RETURN(std::vector<StoredEntry> entries,
+                             pkcs11_internal::LoadAliasEntries(token_, alias));
+  AliasState& state = cache_[alias];
+  state.entries = std::move(entries);
+  state.epoch = token_->session_epoch();
+  state.loaded_at = absl::Now();
+  return &state;
+}
+
+absl::StatusOr<Pkcs11Store::AliasState*> Pkcs11Store::Cached(
+    absl::string_view alias, bool* loaded) {
+  auto it = cache_.find(alias);
+  if (it != cache_.end() && it->second.epoch == module_.epoch() &&
+      absl::Now() - it->second.loaded_at < cache_ttl_) {
+    *loaded = false;
+    return &it->second;
+  }
+  *loaded = true;
+  return Load(alias);
+}
+
+absl::Status Pkcs11Store::StillOnToken(const StoredEntry& stored) {
+  // One C_GetAttributeValue: the private key still carries its CKA_ID (not
+  // deleted, handle not reused). A certificate deleted alone leaves a pair
+  // that still works (the entry holds the certificate's bytes); it is
+  // noticed at the next load.
+  return token_->Matches(stored.private_key, CKA_ID, stored.key_id);
+}
+
+absl::StatusOr<std::shared_ptr<const Entry>> Pkcs11Store::Find(
+    absl::string_view alias, const FindOptions& options) {
+  if (absl::Status s = ValidateAlias(alias); !s.ok()) {
+    return WithContext(s, OpContext(Name(), "Find", ""));
+  }
+  const std::string context = OpContext(Name(), "Find", alias);
+  const absl::Time now = clock_->Now();
+  absl::MutexLock lock(&module_.mu());
+  module_.Prepare();
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    bool loaded = false;
+    absl::StatusOr<AliasState*> state = Cached(alias, &loaded);
+    if (!state.ok()) {
+      return WithContext(state.status(), context);
+    }
+    auto best =
+        std::find_if((*state)->entries.begin(), (*state)->entries.end(),
+                     [&](const StoredEntry& s) {
+                       return IsServable(s.entry->not_before(),
+                                         s.entry->not_after(), now, options);
+                     });
+    if (loaded && best == (*state)->entries.end()) {
+      break;
+    }
+    // A cached entry is served only while its objects are on the token;
+    // otherwise (deleted, token gone, handles of another epoch) the alias
+    // is read again, once.
+    if (best != (*state)->entries.end() &&
+        (loaded || StillOnToken(*best).ok())) {
+      return best->entry;
+    }
+    cache_.erase(alias);
+  }
+  return absl::NotFoundError(absl::StrCat(context, ": no servable entry"));
+}
+
+absl::StatusOr<KeyPlan> Pkcs11Store::PlanKey(const Entry& entry,
+                                             const AliasState& state) {
+  const auto* token_key = dynamic_cast<const Pkcs11Key*>(entry.key().get());
+  if (token_key != nullptr && &token_key->token().module() == &module_ &&
+      token_key->token().label() == token_->label()) {
+    CERTSTORE_RETURN_IF_ERROR(token_key->CheckOnToken());
+    return KeyPlan{token_key->ref().id, token_key->ref().private_handle, 0};
+  }
+  for (const StoredEntry& stored : state.entries) {
+    if (stored.entry->key()->public_key_der() ==
+            entry.key()->public_key_der() &&
+        token_->Matches(stored.private_key, CKA_ID, stored.key_id).ok()) {
+      return KeyPlan{stored.key_id, stored.private_key, 0};
+    }
+  }
+  if (!allow_import_) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "key (", entry.key()->location(), ") is not on token \"",
+        token_->label(), "\"; set allow_import to import software keys"));
+  }
+  absl::StatusOr<std::pair<pkcs11_internal::TokenKeyRef, CK_OBJECT_HANDLE>>
+      imported = pkcs11_internal::ImportKeyToToken(*token_, entry.alias(),
+                                                   *entry.key());
+  if (!imported.ok()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "cannot import key onto token: ", imported.status().message()));
+  }
+  return KeyPlan{imported->first.id, imported->first.private_handle,
+                 imported->second};
+}
+
+void Pkcs11Store::Rollback(const KeyPlan& plan) {
+  if (plan.imported_public != 0) {
+    token_->Destroy(plan.private_key).IgnoreError();
+    token_->Destroy(plan.imported_public).IgnoreError();
+  }
+}
+
+absl::Status Pkcs11Store::WriteEntry(const std::shared_ptr<const Entry>& entry,
+                                     AliasState& state, const KeyPlan& plan) {
+  // The record first, the certificate last: a reader in another process
+  // sees an entry only once its key and record are there.
+  CERTSTORE_ASSIGN_OR_RETURN(
+      CK_OBJECT_HANDLE record,
+      pkcs11_internal::WriteRecordObject(
+          *token_, entry->alias(), pkcs11_internal::RecordOf(*entry, plan.id)));
+  CERTSTORE_ASSIGN_OR_RETURN(absl::Span<X509* const> chain, entry->Chain());
+  absl::StatusOr<CK_OBJECT_HANDLE> certificate =
+      pkcs11_internal::WriteCertificateObject(*token_, entry->alias(), plan.id,
+                                              chain[0], entry->chain_der()[0]);
+  if (!certificate.ok()) {
+    token_->Destroy(record).IgnoreError();
+    return certificate.status();
+  }
+  // Replace an entry with the same thumbprint: certificate first.
+  auto same = [&](const StoredEntry& s) {
+    return s.entry->thumbprint() == entry->thumbprint();
+  };
+  for (const StoredEntry& old : state.entries) {
+    if (same(old)) {
+      token_->Destroy(old.certificate).IgnoreError();
+      if (old.record != 0) {
+        token_->Destroy(old.record).IgnoreError();
+      }
+    }
+  }
+  state.entries.erase(
+      std::remove_if(state.entries.begin(), state.entries.end(), same),
+      state.entries.end());
+  auto pos = std::find_if(state.entries.begin(), state.entries.end(),
+                          [&](const StoredEntry& s) {
+                            return s.entry->not_after() < entry->not_after();
+                          });
+  state.entries.insert(
+      pos, StoredEntry{entry, *certificate, record, plan.private_key, plan.id});
+  return absl::OkStatus();
+}
+
+absl::Status Pkcs11Store::Put(std::shared_ptr<const Entry> entry) {
+  if (entry == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(OpContext(Name(), "Put", ""), ": null entry"));
+  }
+  const std::string context = OpContext(Name(), "Put", entry->alias());
+  if (absl::Status s = entry->Chain().status(); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(context, ": ", s.message()));
+  }
+  CERTSTORE_RETURN_IF_ERROR(WithContext(CheckKeyMatchesLeaf(*entry), context));
+  absl::MutexLock lock(&module_.mu());
+  module_.Prepare();
+  bool loaded = false;
+  absl::StatusOr<AliasState*> state = Cached(entry->alias(), &loaded);
+  if (!state.ok()) {
+    return WithContext(state.status(), context);
+  }
+  absl::StatusOr<KeyPlan> plan = PlanKey(*entry, **state);
+  if (!plan.ok()) {
+    return WithContext(plan.status(), context);
+  }
+  absl::Status written = WriteEntry(entry, **state, *plan);
+  if (!written.ok()) {
+    Rollback(*plan);
+  }
+  return WithContext(written, context);
+}
+
+absl::StatusOr<int> Pkcs11Store::DeleteAllForAlias(absl::string_view alias) {
+  if (absl::Status s = ValidateAlias(alias); !s.ok()) {
+    return WithContext(s, OpContext(Name(), "DeleteAllForAlias", ""));
+  }
+  const std::string context = OpContext(Name(), "DeleteAllForAlias", alias);
+  absl::MutexLock lock(&module_.mu());
+  module_.Prepare();
+  cache_.erase(alias);
+  absl::Status status = token_->CheckToken();
+  absl::StatusOr<pkcs11_internal::AliasObjects> objects =
+      status.ok() ? pkcs11_internal::FindAliasObjects(*token_, alias)
+                  : absl::StatusOr<pkcs11_internal::AliasObjects>(status);
+  if (!objects.ok()) {
+    return WithContext(objects.status(), context);
+  }
+  // Certificates (what makes an entry) go first, keys last.
+  for (const auto* group :
+       {&objects->certificates, &objects->records, &objects->private_keys,
+        &objects->public_keys, &objects->others}) {
+    for (CK_OBJECT_HANDLE h : *group) {
+      CERTSTORE_RETURN_IF_ERROR(WithContext(token_->Destroy(h), context));
+    }
+  }
+  return static_cast<int>(objects->certificates.size());
+}
+
+absl::Status Pkcs11Store::ProbeKey(const Entry& entry) {
+  const std::string context = OpContext(Name(), "ProbeKey", entry.alias());
+  absl::Status probe = ProbeEntryKey(entry);
+  const auto* token_key = dynamic_cast<const Pkcs11Key*>(entry.key().get());
+  if (probe.ok() || token_key == nullptr) {
+    return WithContext(probe, context);
+  }
+  // An unreachable token is Unavailable (retry), not a dead key (evict).
+  absl::MutexLock lock(&token_key->token().module().mu());
+  token_key->token().module().Prepare();
+  absl::Status where = token_key->CheckOnToken();
+  if (where.code() == absl::StatusCode::kUnavailable) {
+    return WithContext(where, context);
+  }
+  return WithContext(probe, context);
+}
+
+absl::StatusOr<std::shared_ptr<const Key>> Pkcs11Store::CreateKey(
+    absl::string_view alias, const KeySpec& spec) {
+  if (absl::Status s = ValidateAlias(alias); !s.ok()) {
+    return WithContext(s, OpContext(Name(), "CreateKey", ""));
+  }
+  const std::string context = OpContext(Name(), "CreateKey", alias);
+  absl::MutexLock lock(&module_.mu());
+  module_.Prepare();
+  absl::Status status = token_->CheckToken();
+  absl::StatusOr<pkcs11_internal::TokenKeyRef> ref =
+      status.ok()
+          ? pkcs11_internal::GenerateKeyOnToken(*token_, alias, spec.type)
+          : absl::StatusOr<pkcs11_internal::TokenKeyRef>(status);
+  if (!ref.ok()) {
+    return WithContext(ref.status(), context);
+  }
+  return std::shared_ptr<const Key>(std::make_shared<Pkcs11Key>(
+      token_, std::string(alias), *std::move(ref), module_.epoch()));
+}
+
+absl::StatusOr<std::vector<EntryInfo>> Pkcs11Store::List(
+    const ListOptions& options) {
+  const std::string context = OpContext(Name(), "List", "");
+  std::vector<EntryInfo> infos;
+  absl::MutexLock lock(&module_.mu());
+  module_.Prepare();
+  absl::Status status = token_->CheckToken();
+  absl::StatusOr<std::vector<std::string>> labels =
+      status.ok() ? pkcs11_internal::CertificateLabels(*token_)
+                  : absl::StatusOr<std::vector<std::string>>(status);
+  if (!labels.ok()) {
+    return WithContext(labels.status(), context);
+  }
+  for (const std::string& alias : *labels) {
+    if (!absl::StartsWith(alias, options.alias_prefix)) {
+      continue;
+    }
+    bool loaded = false;
+    absl::StatusOr<AliasState*> state = Cached(alias, &loaded);
+    if (!state.ok()) {
+      return WithContext(state.status(), context);
+    }
+    for (const StoredEntry& stored : (*state)->entries) {
+      infos.push_back(InfoOf(*stored.entry, Name()));
+    }
+  }
+  return infos;  // labels are sorted; each alias's entries newest first
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<CertStore>> OpenPkcs11Store(
+    const Pkcs11StoreOptions& options) {
+  const std::string name = pkcs11_internal::StoreName(options.token_label);
+  const std::string context = OpContext(name, "Open", "");
+  CERTSTORE_RETURN_IF_ERROR(
+      WithContext(pkcs11_internal::CheckOptions(options), context));
+  absl::StatusOr<std::string> pin = pkcs11_internal::ResolvePin(options);
+  if (!pin.ok()) {
+    return WithContext(pin.status(), context);
+  }
+  absl::StatusOr<std::shared_ptr<ModuleContext>> module =
+      ModuleContext::Acquire(options.module_path, options.initialize_module);
+  if (!module.ok()) {
+    return WithContext(module.status(), context);
+  }
+  auto token =
+      std::make_shared<RawToken>(*std::move(module), options.token_label,
+                                 *std::move(pin), options.token_retry_interval);
+  {
+    absl::MutexLock lock(&token->module().mu());
+    token->module().Prepare();
+    CERTSTORE_RETURN_IF_ERROR(WithContext(token->Connect(), context));
+  }
+  return std::unique_ptr<CertStore>(
+      std::make_unique<Pkcs11Store>(name, std::move(token), options));
+}
+
+}  // namespace certstore

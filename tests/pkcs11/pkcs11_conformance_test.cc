@@ -1,0 +1,56 @@
+// The conformance suite instantiated for Pkcs11Store on a private SoftHSM2
+// token. One token per binary: each case gets a fresh store on it after
+// every object is destroyed, so the store is empty. Software keys from the
+// test PKI are imported (allow_import), token keys come from CreateKey.
+#include <cstdio>
+#include <cstdlib>
+
+#include "pkcs11/pkcs11_store.h"
+#include "tests/conformance/cert_store_conformance.h"
+#include "tests/pkcs11/softhsm_token.h"
+
+namespace certstore::testing {
+namespace {
+
+// The token, and a store kept open for the whole binary so that the
+// module stays loaded between cases.
+const SoftHsmToken& ConformanceToken() {
+  static const SoftHsmToken* const token = [] {
+    auto created = SoftHsmToken::Create("conformance");
+    if (!created.ok()) {
+      std::fprintf(stderr, "%s\n", created.status().ToString().c_str());
+      std::abort();
+    }
+    return created->release();
+  }();
+  static CertStore* const keeper = [] {
+    auto store = OpenPkcs11Store(token->Options());
+    if (!store.ok()) {
+      std::fprintf(stderr, "%s\n", store.status().ToString().c_str());
+      std::abort();
+    }
+    return store->release();
+  }();
+  (void)keeper;
+  return *token;
+}
+
+absl::StatusOr<std::unique_ptr<CertStore>> OpenEmpty(const Clock* clock) {
+  const SoftHsmToken& token = ConformanceToken();
+  absl::Status wiped = token.DestroyAllObjects();
+  if (!wiped.ok()) {
+    return wiped;
+  }
+  Pkcs11StoreOptions options = token.Options();
+  options.clock = clock;
+  options.allow_import = true;
+  return OpenPkcs11Store(options);
+}
+
+INSTANTIATE_TEST_SUITE_P(Pkcs11, CertStoreConformanceTest,
+                         ::testing::Values(ConformanceBackend{"pkcs11",
+                                                              &OpenEmpty}),
+                         ConformanceBackendName);
+
+}  // namespace
+}  // namespace certstore::testing

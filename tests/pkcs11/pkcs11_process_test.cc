@@ -1,0 +1,177 @@
+// Pkcs11Store under threads, fork and process exit, on a real SoftHSM token.
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "pkcs11/pkcs11_store.h"
+#include "tests/pkcs11/softhsm_token.h"
+#include "tests/support/status_matchers.h"
+#include "tests/support/test_pki.h"
+
+#ifndef CERTSTORE_EXIT_HELPER
+#error "CERTSTORE_EXIT_HELPER must name the pkcs11_exit_helper binary"
+#endif
+
+namespace certstore::testing {
+namespace {
+
+class Pkcs11ProcessTest : public SoftHsmStoreTest {
+ protected:
+  Pkcs11ProcessTest() : SoftHsmStoreTest("process") {}
+};
+
+// 8 threads × 500 mixed Find / ProbeKey / Put / DeleteAllForAlias on one
+// token. Token keys live under their own labels, so deleting an alias's
+// entries never deletes the key a later Put pairs with.
+TEST_F(Pkcs11ProcessTest, EightThreadsMixedOperationsKeepInvariants) {
+  constexpr int kThreads = 8;
+  constexpr int kOps = 500;
+  constexpr int kAliases = 4;
+  constexpr int kVariants = 2;
+  std::vector<std::vector<std::shared_ptr<const Entry>>> entries(kAliases);
+  for (int a = 0; a < kAliases; ++a) {
+    auto key = store_->CreateKey(absl::StrCat("thread-key-", a),
+                                 KeySpec{KeyType::kEcP256});
+    ASSERT_OK(key);
+    for (int v = 0; v < kVariants; ++v) {
+      entries[a].push_back(
+          Issue(absl::StrCat("thread-", a, "#att=0"), *key, absl::Hours(v)));
+    }
+  }
+  std::atomic<int> violations{0};
+  std::atomic<int> unexpected{0};
+  std::atomic<int> operation_active{0};
+  std::atomic<int> probes{0};
+  const absl::Time deadline = absl::Now() + absl::Seconds(150);
+  auto check = [&](const absl::Status& s) {
+    if (absl::StrContains(s.message(), "CKR_OPERATION_ACTIVE")) {
+      operation_active++;
+    }
+    if (!s.ok()) {
+      unexpected++;
+    }
+  };
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      std::mt19937 rng(77 + t);
+      for (int i = 0; i < kOps && absl::Now() < deadline; ++i) {
+        const int a = static_cast<int>(rng() % kAliases);
+        const std::string alias = absl::StrCat("thread-", a, "#att=0");
+        const int op = static_cast<int>(rng() % 8);
+        if (op == 0) {
+          check(store_->Put(entries[a][rng() % kVariants]));
+        } else if (op == 1) {
+          check(store_->DeleteAllForAlias(alias).status());
+        } else {
+          auto found = store_->Find(alias);
+          if (!found.ok()) {
+            if (found.status().code() != absl::StatusCode::kNotFound) {
+              check(found.status());
+            }
+            continue;
+          }
+          bool known = false;
+          for (const auto& e : entries[a]) {
+            known |= e->thumbprint() == (*found)->thumbprint();
+          }
+          if ((*found)->alias() != alias || !known ||
+              !CheckKeyMatchesLeaf(**found).ok()) {
+            violations++;
+          }
+          if (op >= 5) {
+            probes++;
+            check(store_->ProbeKey(**found));
+          }
+        }
+      }
+    });
+  }
+  for (auto& thread : threads) {
+    thread.join();
+  }
+  EXPECT_LT(absl::Now(), deadline) << "ran out of time";
+  EXPECT_EQ(violations.load(), 0);
+  EXPECT_EQ(unexpected.load(), 0);
+  EXPECT_EQ(operation_active.load(), 0);
+  EXPECT_GT(probes.load(), 0);
+  for (int a = 0; a < kAliases; ++a) {
+    auto listed = store_->List({absl::StrCat("thread-", a, "#")});
+    ASSERT_OK(listed);
+    EXPECT_LE(listed->size(), static_cast<size_t>(kVariants));
+    EXPECT_OK(store_->DeleteAllForAlias(absl::StrCat("thread-", a, "#att=0")));
+    EXPECT_OK(store_->DeleteAllForAlias(absl::StrCat("thread-key-", a)));
+  }
+}
+
+// Waits for `pid` at most `limit`; kills it after that. Returns the raw
+// wait status, or -1 when it had to be killed.
+int WaitBounded(pid_t pid, absl::Duration limit) {
+  const absl::Time deadline = absl::Now() + limit;
+  int status = 0;
+  while (absl::Now() < deadline) {
+    if (waitpid(pid, &status, WNOHANG) == pid) {
+      return status;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  kill(pid, SIGKILL);
+  waitpid(pid, &status, 0);
+  return -1;
+}
+
+// The parent has opened and logged in; each child finds and signs on the
+// token (re-initialising the module in the child), and the parent keeps
+// working after every child.
+TEST_F(Pkcs11ProcessTest, ForkedChildrenFindAndSignAndTheParentKeepsWorking) {
+  auto key = store_->CreateKey("forked#att=0", KeySpec{KeyType::kEcP256});
+  ASSERT_OK(key);
+  auto entry = Issue("forked#att=0", *key);
+  ASSERT_OK(store_->Put(entry));
+  ASSERT_OK(store_->ProbeKey(*entry));
+  for (int i = 0; i < 20; ++i) {
+    const pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      auto found = store_->Find("forked#att=0");
+      int code = 0;
+      if (!found.ok()) {
+        code = 10;
+      } else if (!store_->ProbeKey(**found).ok()) {
+        code = 11;
+      } else if (!(*found)->key()->Sign("child").ok()) {
+        code = 12;
+      }
+      _exit(code);
+    }
+    const int status = WaitBounded(pid, absl::Seconds(30));
+    ASSERT_TRUE(status != -1 && WIFEXITED(status)) << "child " << i;
+    EXPECT_EQ(WEXITSTATUS(status), 0) << "child " << i;
+    auto found = store_->Find("forked#att=0");
+    ASSERT_OK(found);
+    EXPECT_OK(store_->ProbeKey(**found)) << "parent after child " << i;
+  }
+  EXPECT_THAT(store_->DeleteAllForAlias("forked#att=0"), IsOkAndHolds(1));
+}
+
+TEST_F(Pkcs11ProcessTest, ExitWithTheStoreOpenNeverCrashes) {
+  for (const char* how : {"return", "exit"}) {
+    auto output = RunCommand(absl::StrCat(CERTSTORE_EXIT_HELPER, " ", how, " '",
+                                          token().Uri(), "'"));
+    EXPECT_OK(output) << how;  // exit status 0, no signal
+  }
+}
+
+}  // namespace
+}  // namespace certstore::testing

@@ -1,0 +1,274 @@
+// Pkcs11Store on a real SoftHSM2 token: configuration (URI, options, PIN
+// source), refusals, and what CreateKey / Put leave on the token.
+#include "pkcs11/pkcs11_store.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <memory>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "certstore/errors.h"
+#include "tests/pkcs11/softhsm_token.h"
+#include "tests/support/status_matchers.h"
+#include "tests/support/test_pki.h"
+
+namespace certstore::testing {
+namespace {
+
+using ::testing::AllOf;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+class Pkcs11StoreTest : public SoftHsmStoreTest {
+ protected:
+  Pkcs11StoreTest() : SoftHsmStoreTest("store-test") {}
+
+  std::string WritePinFile(const std::string& name, const std::string& content,
+                           mode_t mode) {
+    const std::string path = WriteTempFile(name, content);
+    chmod(path.c_str(), mode);
+    return path;
+  }
+};
+
+// ------------------------------------------------------------------ URI
+
+TEST(Pkcs11UriTest, ParsesTokenModuleAndPinSource) {
+  auto options = ParsePkcs11Uri(
+      "pkcs11:token=my%20app;object=binding?module-path=/usr/lib/softhsm/"
+      "libsofthsm2.so&pin-source=file:/etc/app/pin");
+  ASSERT_OK(options);
+  EXPECT_EQ(options->token_label, "my app");
+  EXPECT_EQ(options->module_path, "/usr/lib/softhsm/libsofthsm2.so");
+  EXPECT_EQ(options->pin_file, "/etc/app/pin");
+}
+
+TEST(Pkcs11UriTest, ModuleNameIsLookedUp) {
+  auto options =
+      ParsePkcs11Uri("pkcs11:token=a?module-name=softhsm2&pin-source=file:/p");
+  ASSERT_OK(options);
+  EXPECT_EQ(options->module_path, "/usr/lib/softhsm/libsofthsm2.so");
+  EXPECT_THAT(
+      ParsePkcs11Uri(
+          "pkcs11:token=a?module-name=nosuchmodule&pin-source=file:/p"),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("nosuchmodule")));
+}
+
+TEST(Pkcs11UriTest, PinValueIsRefusedAndNeverEchoed) {
+  auto options =
+      ParsePkcs11Uri("pkcs11:token=a?module-path=/m.so&pin-value=s3cr3t-PIN");
+  EXPECT_THAT(options, StatusIs(absl::StatusCode::kInvalidArgument,
+                                AllOf(HasSubstr("pin-value"),
+                                      Not(HasSubstr("s3cr3t-PIN")))));
+}
+
+TEST(Pkcs11UriTest, BadUrisNameThePart) {
+  const struct {
+    const char* uri;
+    const char* part;
+  } kCases[] = {
+      {"sqlite:/x", "pkcs11:"},
+      {"pkcs11:?module-path=/m.so&pin-source=file:/p", "token="},
+      {"pkcs11:token=a?pin-source=file:/p", "module-path"},
+      {"pkcs11:token=a;color=red?module-path=/m.so", "color"},
+      {"pkcs11:token=a;token=b?module-path=/m.so", "given twice"},
+      {"pkcs11:token=a%zz?module-path=/m.so", "percent"},
+      {"pkcs11:token=a?module-path=/m.so&pin-source=/p", "pin-source"},
+      {"pkcs11:token=a?module-path=/m.so&frobnicate=1", "frobnicate"},
+      {"pkcs11:token?module-path=/m.so", "no value"},
+  };
+  for (const auto& c : kCases) {
+    EXPECT_THAT(ParsePkcs11Uri(c.uri),
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(c.part)))
+        << c.uri;
+  }
+}
+
+TEST_F(Pkcs11StoreTest, UriOpensTheSameToken) {
+  auto options = ParsePkcs11Uri(token().Uri());
+  ASSERT_OK(options);
+  auto store = OpenPkcs11Store(*options);
+  ASSERT_OK(store);
+  EXPECT_EQ((*store)->Name(), "pkcs11:token=store-test");
+}
+
+// ------------------------------------------------------- Open refusals
+
+TEST_F(Pkcs11StoreTest, WrongPinIsPermissionDeniedNamingTheTokenNotThePin) {
+  Pkcs11StoreOptions options = Options();
+  options.pin_file = WritePinFile("wrong-pin", "99887766\n", 0600);
+  EXPECT_THAT(OpenPkcs11Store(options),
+              StatusIs(absl::StatusCode::kPermissionDenied,
+                       AllOf(HasSubstr("store-test"), HasSubstr("PIN"),
+                             Not(HasSubstr("99887766")))));
+  // The right PIN still works afterwards (SoftHSM counts, never locks here).
+  EXPECT_OK(OpenPkcs11Store(Options()));
+}
+
+TEST_F(Pkcs11StoreTest, PinCallbackWorksAndItsErrorsAreReported) {
+  Pkcs11StoreOptions options = Options();
+  options.pin_file.clear();
+  options.pin_callback = [] { return std::string("1234"); };
+  EXPECT_OK(OpenPkcs11Store(options));
+  options.pin_callback = []() -> absl::StatusOr<std::string> {
+    return absl::UnavailableError("vault sealed");
+  };
+  EXPECT_THAT(OpenPkcs11Store(options),
+              StatusIs(absl::StatusCode::kUnavailable, HasSubstr("vault")));
+}
+
+TEST_F(Pkcs11StoreTest, GroupReadablePinFileIsRefused) {
+  Pkcs11StoreOptions options = Options();
+  options.pin_file = WritePinFile("loose-pin", "1234\n", 0640);
+  EXPECT_THAT(
+      OpenPkcs11Store(options),
+      StatusIs(absl::StatusCode::kPermissionDenied,
+               AllOf(HasSubstr("loose-pin"), Not(HasSubstr("1234\n")))));
+}
+
+TEST_F(Pkcs11StoreTest, MissingOrEmptyPinFileIsRefused) {
+  Pkcs11StoreOptions options = Options();
+  options.pin_file = absl::StrCat(SoftHsmToken::Dir(), "/no-such-pin");
+  EXPECT_THAT(OpenPkcs11Store(options),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("no-such-pin")));
+  options.pin_file = WritePinFile("empty-pin", "\n", 0600);
+  EXPECT_THAT(OpenPkcs11Store(options),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("empty")));
+}
+
+TEST_F(Pkcs11StoreTest, MissingModuleIsInvalidArgumentNamingThePath) {
+  Pkcs11StoreOptions options = Options();
+  options.module_path = "/usr/lib/nowhere/libmissing-pkcs11.so";
+  EXPECT_THAT(OpenPkcs11Store(options),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("/usr/lib/nowhere/libmissing-pkcs11.so")));
+  options.module_path = "/etc/hostname";  // exists, not a module
+  EXPECT_THAT(
+      OpenPkcs11Store(options),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("/etc/hostname")));
+}
+
+TEST_F(Pkcs11StoreTest, MissingOptionsAreNamed) {
+  Pkcs11StoreOptions options = Options();
+  options.token_label.clear();
+  EXPECT_THAT(
+      OpenPkcs11Store(options),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("token_label")));
+  options = Options();
+  options.token_label = std::string(33, 't');
+  EXPECT_THAT(OpenPkcs11Store(options),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("32")));
+  options = Options();
+  options.pin_callback = [] { return std::string("1234"); };
+  EXPECT_THAT(
+      OpenPkcs11Store(options),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("exactly one")));
+}
+
+TEST_F(Pkcs11StoreTest, AbsentTokenIsUnavailable) {
+  Pkcs11StoreOptions options = Options();
+  options.token_label = "no-such-token";
+  EXPECT_THAT(OpenPkcs11Store(options), StatusIs(absl::StatusCode::kUnavailable,
+                                                 HasSubstr("no-such-token")));
+}
+
+// ------------------------------------------------------ keys on the token
+
+TEST_F(Pkcs11StoreTest, CreatedKeysAreSensitiveAndNeverExtractable) {
+  auto ec = store_->CreateKey("attrs#att=0", KeySpec{KeyType::kEcP256});
+  ASSERT_OK(ec);
+  EXPECT_THAT((*ec)->location(), HasSubstr("pkcs11:token=store-test;id="));
+  EXPECT_THAT((*ec)->ExportPkcs8Der(),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(KeyToPem(**ec), Not(IsOk()));
+  auto listing = token().Pkcs11Tool("--list-objects --type privkey");
+  ASSERT_OK(listing);
+  EXPECT_THAT(*listing, HasSubstr("attrs#att=0"));
+  EXPECT_THAT(*listing, HasSubstr("sensitive"));
+  EXPECT_THAT(*listing, HasSubstr("never extractable"));
+  EXPECT_THAT(store_->DeleteAllForAlias("attrs#att=0"), IsOkAndHolds(0));
+  EXPECT_THAT(token().Pkcs11Tool("--list-objects --type privkey"),
+              IsOkAndHolds(Not(HasSubstr("attrs#att=0"))));
+}
+
+TEST_F(Pkcs11StoreTest, SoftwareKeyIsRefusedWithoutAllowImport) {
+  auto entry = Issue("import#att=0", PoolKey(KeyType::kEcP256, 0));
+  EXPECT_THAT(
+      store_->Put(entry),
+      StatusIs(absl::StatusCode::kFailedPrecondition,
+               AllOf(HasSubstr("import#att=0"), HasSubstr("allow_import"),
+                     HasSubstr("store-test"))));
+  EXPECT_THAT(store_->Find("import#att=0"),
+              StatusIs(absl::StatusCode::kNotFound));
+}
+
+TEST_F(Pkcs11StoreTest, ImportedKeysAreServedFromTheTokenAfterReopen) {
+  Pkcs11StoreOptions options = Options();
+  options.allow_import = true;
+  auto importer = OpenPkcs11Store(options);
+  ASSERT_OK(importer);
+  for (KeyType type : {KeyType::kEcP256, KeyType::kRsa2048}) {
+    const std::string alias = absl::StrCat("imported-", KeyTypeName(type));
+    auto entry = Issue(alias, PoolKey(type, 0));
+    ASSERT_OK((*importer)->Put(entry));
+    // A new store reads it back: the key is the token copy.
+    auto found = store_->Find(alias);
+    ASSERT_OK(found);
+    EXPECT_EQ((*found)->thumbprint(), entry->thumbprint());
+    EXPECT_THAT((*found)->key()->location(), HasSubstr("pkcs11:token="));
+    EXPECT_EQ((*found)->key()->algorithm(), KeyTypeName(type));
+    EXPECT_EQ((*found)->chain_der(), entry->chain_der());
+    EXPECT_OK(store_->ProbeKey(**found));
+    EXPECT_NE((*found)->key()->evp_pkey(), nullptr);
+    EXPECT_THAT(store_->DeleteAllForAlias(alias), IsOkAndHolds(1));
+  }
+}
+
+TEST_F(Pkcs11StoreTest, TokenKeyEntryRoundTripsThroughANewStore) {
+  auto key = store_->CreateKey("roundtrip#att=0", KeySpec{KeyType::kEcP256});
+  ASSERT_OK(key);
+  EntryParts parts;
+  parts.alias = "roundtrip#att=0";
+  parts.chain_der = Pki().IssueChain(**key, Leaf());
+  parts.key = *key;
+  parts.metadata = {"https://token.example/", "client-1", "tenant-1"};
+  parts.created_at = TestNow() - absl::Minutes(5);
+  auto entry = Entry::Create(std::move(parts));
+  ASSERT_OK(entry);
+  ASSERT_OK(store_->Put(*entry));
+  auto other = OpenPkcs11Store(Options());
+  ASSERT_OK(other);
+  auto found = (*other)->Find("roundtrip#att=0");
+  ASSERT_OK(found);
+  EXPECT_EQ((*found)->metadata(), (*entry)->metadata());
+  EXPECT_EQ((*found)->created_at(), (*entry)->created_at());
+  EXPECT_EQ((*found)->chain_der(), (*entry)->chain_der());
+  EXPECT_EQ((*found)->key()->public_key_der(), (*key)->public_key_der());
+  EXPECT_OK((*other)->ProbeKey(**found));
+  auto listed = (*other)->List({"roundtrip"});
+  ASSERT_OK(listed);
+  ASSERT_EQ(listed->size(), 1u);
+  EXPECT_EQ((*listed)[0].key_location, (*key)->location());
+  EXPECT_THAT((*other)->DeleteAllForAlias("roundtrip#att=0"), IsOkAndHolds(1));
+}
+
+TEST_F(Pkcs11StoreTest, DeletedTokenKeyCannotBePutEvenWithImport) {
+  auto key = store_->CreateKey("elsewhere#att=0", KeySpec{KeyType::kEcP256});
+  ASSERT_OK(key);
+  auto entry = Issue("elsewhere#att=0", *key);
+  // A store that would import: a token key cannot leave its token.
+  Pkcs11StoreOptions options = Options();
+  options.allow_import = true;
+  auto importer = OpenPkcs11Store(options);
+  ASSERT_OK(importer);
+  ASSERT_OK(store_->DeleteAllForAlias("elsewhere#att=0"));
+  EXPECT_THAT((*importer)->Put(entry),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("no longer on the token")));
+}
+
+}  // namespace
+}  // namespace certstore::testing
