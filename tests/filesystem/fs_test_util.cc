@@ -1,0 +1,221 @@
+#include "tests/filesystem/fs_test_util.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdlib.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "filesystem/alias_names.h"
+
+extern char** environ;
+
+namespace certstore::testing {
+
+std::string PathIn(const TempDir& dir, absl::string_view relative) {
+  return absl::StrCat(dir.path(), "/", relative);
+}
+
+void WriteFile(const std::string& path, absl::string_view content,
+               mode_t mode) {
+  unlink(path.c_str());
+  int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+  ASSERT_GE(fd, 0) << "create " << path;
+  ASSERT_EQ(write(fd, content.data(), content.size()),
+            static_cast<ssize_t>(content.size()));
+  ASSERT_EQ(fchmod(fd, mode), 0);
+  close(fd);
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  return buffer.str();
+}
+
+mode_t ModeOf(const std::string& path) {
+  struct stat st;
+  EXPECT_EQ(lstat(path.c_str(), &st), 0) << path;
+  return st.st_mode & 07777;
+}
+
+std::vector<std::string> ListNames(const std::string& dir) {
+  std::vector<std::string> names;
+  DIR* d = opendir(dir.c_str());
+  if (d == nullptr) {
+    return names;
+  }
+  while (const struct dirent* entry = readdir(d)) {
+    std::string name = entry->d_name;
+    if (name != "." && name != "..") {
+      names.push_back(name);
+    }
+  }
+  closedir(d);
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+std::vector<std::string> ListTree(const std::string& dir) {
+  std::vector<std::string> out;
+  for (const std::string& name : ListNames(dir)) {
+    const std::string path = absl::StrCat(dir, "/", name);
+    struct stat st;
+    if (lstat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
+      for (const std::string& sub : ListTree(path)) {
+        out.push_back(absl::StrCat(name, "/", sub));
+      }
+    } else {
+      out.push_back(name);
+    }
+  }
+  return out;
+}
+
+std::string AliasDir(const std::string& store_dir, absl::string_view alias) {
+  return absl::StrCat(store_dir, "/", filesystem_internal::AliasDirName(alias));
+}
+
+CommandResult RunCommand(const std::vector<std::string>& argv,
+                         const std::vector<std::string>& env) {
+  CommandResult result;
+  int pipe_fds[2];
+  if (pipe2(pipe_fds, O_CLOEXEC) != 0) {
+    return result;
+  }
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], 1);
+  posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], 2);
+  std::vector<char*> args;
+  for (const std::string& arg : argv) {
+    args.push_back(const_cast<char*>(arg.c_str()));
+  }
+  args.push_back(nullptr);
+  std::vector<std::string> env_strings = env;
+  for (char** e = environ; *e != nullptr; ++e) {
+    env_strings.push_back(*e);
+  }
+  std::vector<char*> envp;
+  for (std::string& e : env_strings) {
+    envp.push_back(&e[0]);
+  }
+  envp.push_back(nullptr);
+  pid_t pid = -1;
+  const int spawned =
+      posix_spawnp(&pid, args[0], &actions, nullptr, args.data(), envp.data());
+  posix_spawn_file_actions_destroy(&actions);
+  close(pipe_fds[1]);
+  if (spawned != 0) {
+    close(pipe_fds[0]);
+    result.output = absl::StrCat("posix_spawnp failed: ", spawned);
+    return result;
+  }
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  char buf[4096];
+  while (std::chrono::steady_clock::now() < deadline) {
+    struct pollfd p = {pipe_fds[0], POLLIN, 0};
+    if (poll(&p, 1, 1000) <= 0) {
+      continue;
+    }
+    ssize_t n = read(pipe_fds[0], buf, sizeof(buf));
+    if (n <= 0) {
+      break;
+    }
+    result.output.append(buf, static_cast<size_t>(n));
+  }
+  close(pipe_fds[0]);
+  if (std::chrono::steady_clock::now() >= deadline) {
+    kill(pid, SIGKILL);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  if (WIFEXITED(status)) {
+    result.exit_code = WEXITSTATUS(status);
+  }
+  return result;
+}
+
+ChildProcess::ChildProcess(const std::function<int(int ready_fd)>& body) {
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) != 0) {
+    ADD_FAILURE() << "pipe2 failed";
+    return;
+  }
+  const pid_t parent = getpid();
+  pid_ = fork();
+  if (pid_ == 0) {
+    // Dies with the test, even if the test is killed.
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent) {
+      _exit(125);
+    }
+    close(fds[0]);
+    _exit(body(fds[1]));
+  }
+  close(fds[1]);
+  ready_fd_ = fds[0];
+  if (pid_ < 0) {
+    ADD_FAILURE() << "fork failed";
+  }
+}
+
+ChildProcess::~ChildProcess() {
+  Kill();
+  if (ready_fd_ >= 0) {
+    close(ready_fd_);
+  }
+}
+
+bool ChildProcess::WaitReady(absl::Duration timeout) {
+  struct pollfd p = {ready_fd_, POLLIN, 0};
+  char byte;
+  return poll(&p, 1, static_cast<int>(absl::ToInt64Milliseconds(timeout))) ==
+             1 &&
+         read(ready_fd_, &byte, 1) == 1;
+}
+
+std::optional<int> ChildProcess::Poll() {
+  int status = 0;
+  if (pid_ <= 0 || waitpid(pid_, &status, WNOHANG) != pid_) {
+    return std::nullopt;
+  }
+  pid_ = -1;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+void ChildProcess::Kill() {
+  if (pid_ > 0) {
+    kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+    pid_ = -1;
+  }
+}
+
+int ChildProcess::Wait(absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (pid_ > 0 && absl::Now() < deadline) {
+    if (std::optional<int> code = Poll()) {
+      return *code;
+    }
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  Kill();
+  return -1;
+}
+
+}  // namespace certstore::testing
