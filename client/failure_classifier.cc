@@ -106,16 +106,18 @@ FailureClass ClassifyFailure(const TransportOutcome& outcome) {
   if (outcome.local_sign_failed || outcome.curl_code == CURLE_SSL_CERTPROBLEM) {
     return FailureClass::kCredential;
   }
-  // The server's certificate does not verify against our trust anchors: a
-  // configuration problem no re-mint or retry can fix.
-  if (outcome.curl_code == CURLE_PEER_FAILED_VERIFICATION ||
-      outcome.curl_code == CURLE_SSL_CACERT_BADFILE) {
-    return FailureClass::kFatal;
-  }
   const bool credential_phase = outcome.phase == RequestPhase::kTlsHandshake ||
                                 outcome.phase == RequestPhase::kFirstRead;
   if (credential_phase && IsCredentialAlert(outcome.tls_alert_received)) {
     return FailureClass::kCredential;
+  }
+  // Otherwise the server's certificate does not verify against our trust
+  // anchors (curl reports a received certificate_expired alert with the
+  // same code, hence the alert check first): a configuration problem no
+  // re-mint or retry can fix.
+  if (outcome.curl_code == CURLE_PEER_FAILED_VERIFICATION ||
+      outcome.curl_code == CURLE_SSL_CACERT_BADFILE) {
+    return FailureClass::kFatal;
   }
   if (outcome.curl_code == CURLE_OPERATION_TIMEDOUT ||
       outcome.phase == RequestPhase::kConnect) {

@@ -23,6 +23,7 @@ void GlobalInitOnce() {
 // Per-exchange TLS observations, filled by OpenSSL's info callback.
 struct TlsTrace {
   const Entry* entry = nullptr;
+  bool tls_started = false;  // curl builds the TLS context after TCP connects
   bool certificate_requested = false;
   bool handshake_done = false;
   int alert_received = -1;
@@ -72,6 +73,7 @@ void TracingInfoCallback(const SSL* ssl, int where, int ret) {
 CURLcode SslContextCallback(CURL*, void* ssl_ctx, void* user) {
   auto* trace = static_cast<TlsTrace*>(user);
   auto* ctx = static_cast<SSL_CTX*>(ssl_ctx);
+  trace->tls_started = true;
   SSL_CTX_set_app_data(ctx, trace);
   SSL_CTX_set_info_callback(ctx, TracingInfoCallback);
   if (trace->entry == nullptr) {
@@ -96,16 +98,16 @@ size_t AppendBody(char* data, size_t size, size_t count, void* user) {
 }
 
 RequestPhase PhaseOf(CURL* curl, const TlsTrace& trace, bool https) {
+  if (https && trace.tls_started && !trace.handshake_done) {
+    return RequestPhase::kTlsHandshake;
+  }
   curl_off_t connect_us = 0;
   curl_easy_getinfo(curl, CURLINFO_CONNECT_TIME_T, &connect_us);
-  if (connect_us == 0) {
+  if (connect_us == 0 && !trace.tls_started) {
     return RequestPhase::kConnect;
   }
   if (!https) {
     return RequestPhase::kResponse;
-  }
-  if (!trace.handshake_done) {
-    return RequestPhase::kTlsHandshake;
   }
   long status = 0;
   curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);

@@ -104,6 +104,9 @@ INSTANTIATE_TEST_SUITE_P(
         Case{"ServerCertificateProblemIsFatal",
              Curl(CURLE_PEER_FAILED_VERIFICATION, kHs, -1),
              FailureClass::kFatal},
+        Case{"Tls12CertificateExpiredAlertReportedAsPeerVerification",
+             Curl(CURLE_PEER_FAILED_VERIFICATION, kHs, 45),
+             FailureClass::kCredential},
         Case{"LocalCertificateProblemIsCredential",
              Curl(CURLE_SSL_CERTPROBLEM, kHs), FailureClass::kCredential}),
     [](const ::testing::TestParamInfo<Case>& param_info) {

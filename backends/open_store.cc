@@ -1,0 +1,343 @@
+#include "backends/open_store.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+
+#include <fstream>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <utility>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "certstore/errors.h"
+#include "certstore/internal/posix_status.h"
+#include "certstore/status_macros.h"
+#include "filesystem/pem_dir_store.h"
+#include "memory/memory_store.h"
+#include "pkcs11/pkcs11_store.h"
+#include "sqlite/sqlite_store.h"
+
+namespace certstore {
+namespace {
+
+using Json = nlohmann::json;
+using Opener = std::function<absl::StatusOr<std::unique_ptr<CertStore>>(
+    absl::string_view layer, const OpenStoreOptions& options)>;
+using Query = absl::flat_hash_map<std::string, std::string>;
+
+std::string Quote(absl::string_view part) {
+  return QuoteAlias(RedactStoreUri(part));
+}
+
+absl::Status Invalid(absl::string_view layer, absl::string_view what) {
+  return absl::InvalidArgumentError(
+      absl::StrCat("store URI layer ", Quote(layer), ": ", what));
+}
+
+absl::StatusOr<std::string> PercentDecode(absl::string_view layer,
+                                          absl::string_view in) {
+  std::string out;
+  for (size_t i = 0; i < in.size(); ++i) {
+    if (in[i] != '%') {
+      out.push_back(in[i]);
+      continue;
+    }
+    int value = 0;
+    if (i + 2 >= in.size() + 0 ||
+        !absl::SimpleHexAtoi(in.substr(i + 1, 2), &value) ||
+        !absl::ascii_isxdigit(in[i + 1]) || !absl::ascii_isxdigit(in[i + 2])) {
+      return Invalid(layer, "bad %-escape (expected %XX with two hex digits)");
+    }
+    if (value == 0) {
+      return Invalid(layer, "%00 is not allowed");
+    }
+    out.push_back(static_cast<char>(value));
+    i += 2;
+  }
+  return out;
+}
+
+// "scheme:[//]/abs/path[?k=v&…]" -> decoded absolute path and query.
+absl::StatusOr<std::pair<std::string, Query>> PathAndQuery(
+    absl::string_view layer, absl::string_view scheme) {
+  absl::string_view rest = layer.substr(scheme.size());
+  absl::ConsumePrefix(&rest, "//");
+  absl::string_view raw_query;
+  if (size_t q = rest.find('?'); q != rest.npos) {
+    raw_query = rest.substr(q + 1);
+    rest = rest.substr(0, q);
+  }
+  CERTSTORE_ASSIGN_OR_RETURN(std::string path, PercentDecode(layer, rest));
+  if (!absl::StartsWith(path, "/")) {
+    return Invalid(layer, absl::StrCat("expected an absolute path after \"",
+                                       scheme, "\""));
+  }
+  Query query;
+  for (absl::string_view pair :
+       absl::StrSplit(raw_query, '&', absl::SkipEmpty())) {
+    std::pair<absl::string_view, absl::string_view> kv =
+        absl::StrSplit(pair, absl::MaxSplits('=', 1));
+    CERTSTORE_ASSIGN_OR_RETURN(std::string value,
+                               PercentDecode(layer, kv.second));
+    if (!query.emplace(std::string(kv.first), std::move(value)).second) {
+      return Invalid(layer,
+                     absl::StrCat("attribute \"", kv.first, "\" given twice"));
+    }
+  }
+  return std::make_pair(std::move(path), std::move(query));
+}
+
+absl::Status RefuseUnknown(absl::string_view layer, const Query& query,
+                           absl::string_view known) {
+  for (const auto& [key, value] : query) {
+    if (!absl::StrContains(absl::StrCat(",", known, ","),
+                           absl::StrCat(",", key, ","))) {
+      return Invalid(layer, absl::StrCat("unknown attribute \"", key,
+                                         "\" (expected one of: ", known, ")"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<CertStore>> OpenMemory(
+    absl::string_view layer, const OpenStoreOptions& options) {
+  if (layer != "memory:") {
+    return Invalid(layer, "memory: takes no path or attributes");
+  }
+  MemoryStoreOptions memory;
+  memory.clock = options.clock;
+  return NewMemoryStore(memory);
+}
+
+absl::StatusOr<std::unique_ptr<CertStore>> OpenSqlite(
+    absl::string_view layer, const OpenStoreOptions& options) {
+  CERTSTORE_ASSIGN_OR_RETURN(auto parsed, PathAndQuery(layer, "sqlite:"));
+  Query& query = parsed.second;
+  CERTSTORE_RETURN_IF_ERROR(
+      RefuseUnknown(layer, query, "busy-budget-ms,passphrase-file,journal"));
+  SqliteStoreOptions sqlite;
+  sqlite.path = parsed.first;
+  sqlite.clock = options.clock;
+  if (auto it = query.find("busy-budget-ms"); it != query.end()) {
+    int64_t ms = 0;
+    if (!absl::SimpleAtoi(it->second, &ms) || ms <= 0) {
+      return Invalid(layer, "busy-budget-ms must be a positive integer");
+    }
+    sqlite.busy_budget = absl::Milliseconds(ms);
+  }
+  if (auto it = query.find("passphrase-file"); it != query.end()) {
+    sqlite.passphrase_file = it->second;
+  }
+  if (auto it = query.find("journal"); it != query.end()) {
+    const absl::flat_hash_map<std::string, SqliteJournal> journals = {
+        {"auto", SqliteJournal::kAuto},
+        {"rollback", SqliteJournal::kRollback}};
+    auto j = journals.find(it->second);
+    if (j == journals.end()) {
+      return Invalid(layer, "journal must be auto or rollback");
+    }
+    sqlite.journal = j->second;
+  }
+  return OpenSqliteStore(sqlite);
+}
+
+absl::StatusOr<std::unique_ptr<CertStore>> OpenFile(
+    absl::string_view layer, const OpenStoreOptions& options) {
+  CERTSTORE_ASSIGN_OR_RETURN(auto parsed, PathAndQuery(layer, "file:"));
+  CERTSTORE_RETURN_IF_ERROR(RefuseUnknown(layer, parsed.second, ""));
+  PemDirStoreOptions file;
+  file.directory = parsed.first;
+  file.clock = options.clock;
+  return OpenPemDirStore(file);
+}
+
+absl::StatusOr<std::unique_ptr<CertStore>> OpenPkcs11(
+    absl::string_view layer, const OpenStoreOptions& options) {
+  CERTSTORE_ASSIGN_OR_RETURN(Pkcs11StoreOptions pkcs11, ParsePkcs11Uri(layer));
+  pkcs11.clock = options.clock;
+  return OpenPkcs11Store(pkcs11);
+}
+
+// The registry: scheme -> opener, built once.
+const std::vector<std::pair<std::string, Opener>>& Schemes() {
+  static const auto* const schemes =
+      new std::vector<std::pair<std::string, Opener>>{{"memory:", OpenMemory},
+                                                      {"sqlite:", OpenSqlite},
+                                                      {"file:", OpenFile},
+                                                      {"pkcs11:", OpenPkcs11}};
+  return *schemes;
+}
+
+const Opener* OpenerFor(absl::string_view layer) {
+  for (const auto& [scheme, opener] : Schemes()) {
+    if (absl::StartsWith(layer, scheme)) {
+      return &opener;
+    }
+  }
+  return nullptr;
+}
+
+std::string KnownSchemes() {
+  std::vector<std::string> names;
+  for (const auto& [scheme, opener] : Schemes()) {
+    names.push_back(scheme);
+  }
+  return absl::StrJoin(names, " ");
+}
+
+}  // namespace
+
+std::string RedactStoreUri(absl::string_view uri) {
+  std::string out(uri);
+  for (absl::string_view secret : {"pin-value=", "passphrase=", "pin="}) {
+    size_t pos = 0;
+    while ((pos = out.find(std::string(secret), pos)) != std::string::npos) {
+      size_t start = pos + secret.size();
+      size_t end = out.find_first_of("&;,", start);
+      out.replace(start, (end == std::string::npos ? out.size() : end) - start,
+                  "***");
+      pos = start + 3;
+    }
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<std::string>> SplitStoreUri(absl::string_view uri) {
+  if (uri.empty()) {
+    return absl::InvalidArgumentError(
+        "store URI is empty (expected e.g. "
+        "\"memory:,sqlite:/var/lib/app/certstore.db\")");
+  }
+  if (uri.size() > kMaxStoreUriBytes) {
+    return absl::InvalidArgumentError(absl::StrCat("store URI of ", uri.size(),
+                                                   " bytes is longer than ",
+                                                   kMaxStoreUriBytes));
+  }
+  if (uri.find('\0') != uri.npos) {
+    return absl::InvalidArgumentError("store URI contains a NUL byte");
+  }
+  std::vector<std::string> layers;
+  size_t start = 0;
+  for (size_t i = 0; i <= uri.size(); ++i) {
+    const bool boundary =
+        i == uri.size() ||
+        (uri[i] == ',' && (i + 1 == uri.size() || uri[i + 1] == ',' ||
+                           OpenerFor(uri.substr(i + 1)) != nullptr));
+    if (!boundary) {
+      continue;
+    }
+    absl::string_view layer = uri.substr(start, i - start);
+    if (layer.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("store URI ", Quote(uri),
+                       " has an empty layer (expected "
+                       "comma-separated URIs, top first)"));
+    }
+    if (OpenerFor(layer) == nullptr) {
+      return Invalid(layer, absl::StrCat("unknown scheme (expected one of: ",
+                                         KnownSchemes(), ")"));
+    }
+    layers.emplace_back(layer);
+    start = i + 1;
+  }
+  return layers;
+}
+
+absl::StatusOr<std::unique_ptr<LayeredStore>> OpenStore(
+    absl::string_view uri, const OpenStoreOptions& options) {
+  CERTSTORE_ASSIGN_OR_RETURN(std::vector<std::string> layer_uris,
+                             SplitStoreUri(uri));
+  std::vector<std::unique_ptr<CertStore>> layers;
+  for (size_t i = 0; i < layer_uris.size(); ++i) {
+    const std::string& layer = layer_uris[i];
+    if (i > 0 && absl::StartsWith(layer, "memory:")) {
+      return Invalid(layer, "memory: can only be the top layer");
+    }
+    CERTSTORE_ASSIGN_OR_RETURN(std::unique_ptr<CertStore> store,
+                               (*OpenerFor(layer))(layer, options));
+    layers.push_back(std::move(store));
+  }
+  LayeredStoreOptions layered;
+  layered.clock = options.clock;
+  layered.log = options.log;
+  return LayeredStore::Open(std::move(layers), layered);
+}
+
+absl::StatusOr<std::string> DefaultStoreUri() {
+  std::string dir;
+  if (const char* xdg = getenv("XDG_STATE_HOME"); xdg != nullptr && *xdg) {
+    dir = absl::StrCat(xdg, "/certstore");
+  } else if (const char* home = getenv("HOME"); home != nullptr && *home) {
+    dir = absl::StrCat(home, "/.local/state/certstore");
+  } else {
+    return absl::FailedPreconditionError(
+        "no state directory: set XDG_STATE_HOME or HOME, or give --store");
+  }
+  // mkdir -p, the last component private.
+  for (size_t slash = 1; slash != std::string::npos;) {
+    slash = dir.find('/', slash + 1);
+    std::string part = dir.substr(0, slash);
+    if (mkdir(part.c_str(), slash == std::string::npos ? 0700 : 0755) != 0 &&
+        errno != EEXIST) {
+      return internal::ErrnoStatus(
+          errno, absl::StrCat("create state directory ", part));
+    }
+  }
+  return absl::StrCat("memory:,sqlite:", dir, "/certstore.db");
+}
+
+absl::StatusOr<std::string> ResolveStoreUri(absl::string_view flag_store,
+                                            absl::string_view flag_config) {
+  if (!flag_store.empty()) {
+    return std::string(flag_store);
+  }
+  if (const char* env = getenv("CERTSTORE_URI"); env != nullptr && *env) {
+    return std::string(env);
+  }
+  std::string config(flag_config);
+  if (config.empty()) {
+    if (const char* env = getenv("CERTSTORE_CONFIG"); env != nullptr && *env) {
+      config = env;
+    }
+  }
+  if (config.empty()) {
+    return DefaultStoreUri();
+  }
+  std::ifstream in(config);
+  if (!in) {
+    return internal::ErrnoStatus(errno,
+                                 absl::StrCat("config ", config, ": open"));
+  }
+  std::stringstream text;
+  text << in.rdbuf();
+  Json json = Json::parse(text.str(), nullptr, false);
+  if (json.is_object() && json["store"].is_string()) {
+    return json["store"].get<std::string>();
+  }
+  if (json.is_object() && json["layers"].is_array() &&
+      !json["layers"].empty()) {
+    std::vector<std::string> layers;
+    for (const Json& layer : json["layers"]) {
+      if (!layer.is_string()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "config ", config, ": expected every entry of \"layers\" to be a string"));
+      }
+      layers.push_back(layer.get<std::string>());
+    }
+    return absl::StrJoin(layers, ",");
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("config ", config,
+                   ": expected a JSON object with \"store\": \"<uri>\" "
+                   "or \"layers\": [\"<uri>\", …]"));
+}
+
+}  // namespace certstore

@@ -1,0 +1,371 @@
+// TokenClient against the emulator on loopback, over real layered stores:
+// mint, cache, restart, the recovery matrix, network failures, deadlines,
+// and single-flight across processes. Counters come from the emulator.
+#include "client/token_client.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <memory>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "backends/open_store.h"
+#include "emulator/emulator.h"
+#include "tests/support/status_matchers.h"
+#include "tests/support/temp_dir.h"
+
+namespace certstore::testing {
+namespace {
+
+using emulator::Emulator;
+using emulator::FaultKind;
+using emulator::FaultSpec;
+using emulator::TlsAlert;
+using ::testing::AllOf;
+using ::testing::HasSubstr;
+
+constexpr absl::string_view kScope = "https://vault.example";
+
+class TokenClientTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    auto emu = Emulator::Start();
+    ASSERT_OK(emu);
+    emulator_ = *std::move(emu);
+    uri_ = GetParam();
+    for (size_t pos; (pos = uri_.find("{dir}")) != std::string::npos;) {
+      uri_.replace(pos, 5, dir_.path());
+    }
+    ASSERT_NO_FATAL_FAILURE(NewProcessLikeClient());
+  }
+
+  TokenClientOptions Options() {
+    TokenClientOptions options;
+    options.issuing_url = emulator_->issuing_url();
+    options.server_ca_pem = emulator_->ca_root_pem();
+    options.initial_backoff = absl::Milliseconds(20);
+    options.deadlines.total = absl::Seconds(20);
+    return options;
+  }
+
+  // A fresh store on the same URI and a fresh client: what a restarted
+  // process has.
+  void NewProcessLikeClient(TokenClientOptions options = {}) {
+    client_.reset();
+    store_.reset();
+    auto store = OpenStore(uri_);
+    ASSERT_OK(store);
+    store_ = *std::move(store);
+    if (options.issuing_url.empty()) {
+      options = Options();
+    }
+    auto client = TokenClient::Create(store_.get(), options);
+    ASSERT_OK(client);
+    client_ = *std::move(client);
+  }
+
+  absl::StatusOr<AccessToken> Token() { return client_->GetToken(kScope); }
+
+  std::string BoundThumbprint(const AccessToken& token) {
+    auto bound = emulator_->TokenBinding(token.access_token);
+    return bound.ok() ? *bound : bound.status().ToString();
+  }
+
+  // The first token, minted; returns its thumbprint.
+  std::string FirstToken() {
+    auto token = Token();
+    EXPECT_OK(token);
+    return token.ok() ? token->thumbprint : "";
+  }
+
+  TempDir dir_;
+  std::string uri_;
+  std::unique_ptr<Emulator> emulator_;
+  std::unique_ptr<LayeredStore> store_;
+  std::unique_ptr<TokenClient> client_;
+};
+
+TEST_P(TokenClientTest, MintsOnceAndBindsTheTokenToTheCertificate) {
+  auto token = Token();
+  ASSERT_OK(token);
+  EXPECT_EQ(token->token_type, "mtls_pop");
+  EXPECT_EQ(token->alias, absl::StrCat(emulator_->client_id(), "#att=0"));
+  EXPECT_EQ(BoundThumbprint(*token), token->thumbprint);
+  EXPECT_FALSE(token->from_cache);
+  EXPECT_EQ(emulator_->GetCounters().mints, 1);
+  EXPECT_EQ(emulator_->GetCounters().tokens_issued, 1);
+}
+
+TEST_P(TokenClientTest, SecondCallIsServedFromTheTokenCache) {
+  ASSERT_OK(Token());
+  auto again = Token();
+  ASSERT_OK(again);
+  EXPECT_TRUE(again->from_cache);
+  EXPECT_EQ(emulator_->GetCounters().tokens_issued, 1);
+  // Another scope: a new token on the same binding.
+  auto other = client_->GetToken("https://storage.example");
+  ASSERT_OK(other);
+  EXPECT_EQ(other->thumbprint, again->thumbprint);
+  EXPECT_EQ(emulator_->GetCounters().tokens_issued, 2);
+  EXPECT_EQ(emulator_->GetCounters().mints, 1);
+}
+
+TEST_P(TokenClientTest, RestartedProcessReusesThePersistedBinding) {
+  const std::string first = FirstToken();
+  ASSERT_NO_FATAL_FAILURE(NewProcessLikeClient());
+  auto token = Token();
+  ASSERT_OK(token);
+  EXPECT_EQ(token->thumbprint, first);
+  EXPECT_EQ(emulator_->GetCounters().mints, 1);
+  EXPECT_EQ(client_->Metrics().probes, 1);  // first use in this process
+}
+
+// One credential failure: exactly one eviction, one new mint, one retry.
+struct CredentialFault {
+  std::string name;
+  FaultSpec fault;
+};
+
+class CredentialRecovery : public TokenClientTest {
+ protected:
+  // A scope with no cached token, so the request goes out.
+  void ExpectHealed(const std::string& old_thumbprint) {
+    auto token = client_->GetToken("https://heal.example");
+    ASSERT_OK(token);
+    EXPECT_TRUE(token->healed);
+    EXPECT_NE(token->thumbprint, old_thumbprint);
+    EXPECT_EQ(BoundThumbprint(*token), token->thumbprint);
+    EXPECT_EQ(emulator_->GetCounters().mints, 2);  // the first + the heal
+    EXPECT_EQ(client_->Metrics().evictions, 1);
+    for (CertStore* layer : store_->layers()) {
+      auto found = layer->Find(token->alias);
+      ASSERT_OK(found) << layer->Name();
+      EXPECT_EQ((*found)->thumbprint(), token->thumbprint) << layer->Name();
+    }
+  }
+};
+
+TEST_P(CredentialRecovery, InvalidClientHeals) {
+  const std::string old = FirstToken();
+  ASSERT_OK(client_->GetToken("https://a.example"));  // warm binding
+  FaultSpec fault;
+  fault.kind = FaultKind::kInvalidClient;
+  ASSERT_OK(emulator_->InjectFault(fault));
+  auto before = emulator_->GetCounters().tokens_issued;
+  ASSERT_NO_FATAL_FAILURE(ExpectHealed(old));
+  EXPECT_EQ(emulator_->GetCounters().tokens_issued, before + 1);
+}
+
+TEST_P(CredentialRecovery, BadCertificateAlertHeals) {
+  const std::string old = FirstToken();
+  FaultSpec fault;
+  fault.kind = FaultKind::kTlsAlert;
+  fault.alert = TlsAlert::kBadCertificate;
+  ASSERT_OK(emulator_->InjectFault(fault));
+  ASSERT_NO_FATAL_FAILURE(ExpectHealed(old));
+}
+
+TEST_P(CredentialRecovery, UnknownCaAlertHeals) {
+  const std::string old = FirstToken();
+  FaultSpec fault;
+  fault.kind = FaultKind::kTlsAlert;
+  fault.alert = TlsAlert::kUnknownCa;
+  ASSERT_OK(emulator_->InjectFault(fault));
+  ASSERT_NO_FATAL_FAILURE(ExpectHealed(old));
+}
+
+TEST_P(CredentialRecovery, CertificateExpiredAlertHeals) {
+  const std::string old = FirstToken();
+  FaultSpec fault;
+  fault.kind = FaultKind::kTlsAlert;
+  fault.alert = TlsAlert::kCertificateExpired;
+  ASSERT_OK(emulator_->InjectFault(fault));
+  ASSERT_NO_FATAL_FAILURE(ExpectHealed(old));
+}
+
+TEST_P(CredentialRecovery, RevokedThumbprintHeals) {
+  const std::string old = FirstToken();
+  emulator_->Revoke(old);
+  ASSERT_NO_FATAL_FAILURE(NewProcessLikeClient());  // no cached token
+  ASSERT_NO_FATAL_FAILURE(ExpectHealed(old));
+}
+
+TEST_P(CredentialRecovery, SecondFailureAfterTheRetryPropagates) {
+  const std::string old = FirstToken();
+  FaultSpec fault;
+  fault.kind = FaultKind::kInvalidClient;
+  fault.count = 2;
+  ASSERT_OK(emulator_->InjectFault(fault));
+  auto token = client_->GetToken("https://c.example");
+  EXPECT_THAT(token,
+              StatusIs(absl::StatusCode::kUnauthenticated,
+                       AllOf(HasSubstr("invalid_client"),
+                             HasSubstr("re-minted once"), HasSubstr(old))));
+  EXPECT_EQ(emulator_->GetCounters().mints, 2);  // one heal, no loop
+  EXPECT_EQ(client_->Metrics().evictions, 1);
+}
+
+// Network failures never evict and never mint.
+class NetworkFailures : public TokenClientTest {
+ protected:
+  void ExpectRecoveredWithoutEviction(const FaultSpec& fault) {
+    FirstToken();
+    ASSERT_OK(emulator_->InjectFault(fault));
+    auto token = client_->GetToken("https://net.example");
+    ASSERT_OK(token);
+    EXPECT_FALSE(token->healed);
+    EXPECT_EQ(emulator_->GetCounters().mints, 1);
+    EXPECT_EQ(client_->Metrics().evictions, 0);
+    EXPECT_GE(client_->Metrics().network_retries, 1);
+  }
+};
+
+TEST_P(NetworkFailures, ResetDuringHandshakeWithAHealthyKey) {
+  FaultSpec fault;
+  fault.kind = FaultKind::kResetDuringHandshake;
+  ExpectRecoveredWithoutEviction(fault);
+  EXPECT_GE(client_->Metrics().probes, 1);  // the probe cleared the key
+}
+
+TEST_P(NetworkFailures, ServiceUnavailable) {
+  FaultSpec fault;
+  fault.kind = FaultKind::kHttpStatus;
+  fault.http_status = 503;
+  ExpectRecoveredWithoutEviction(fault);
+}
+
+TEST_P(NetworkFailures, TooManyRequestsHonoursRetryAfter) {
+  FaultSpec fault;
+  fault.kind = FaultKind::kTooManyRequests;
+  fault.retry_after = absl::Seconds(1);
+  const absl::Time start = absl::Now();
+  ExpectRecoveredWithoutEviction(fault);
+  EXPECT_GE(absl::Now() - start, absl::Seconds(1));
+}
+
+TEST_P(NetworkFailures, RefusedIssuingEndpointMintsNothing) {
+  TokenClientOptions options = Options();
+  options.issuing_url = "http://127.0.0.1:1";  // nothing listens on port 1
+  options.deadlines.total = absl::Seconds(2);
+  ASSERT_NO_FATAL_FAILURE(NewProcessLikeClient(options));
+  EXPECT_THAT(Token(), StatusIs(absl::StatusCode::kUnavailable,
+                                HasSubstr("127.0.0.1:1")));
+  EXPECT_EQ(emulator_->GetCounters().mints, 0);
+}
+
+TEST_P(NetworkFailures, BlackholeEndsWithinTheDeadlineNamingThePhase) {
+  FirstToken();
+  TokenClientOptions options = Options();
+  options.deadlines.total = absl::Seconds(2);
+  ASSERT_NO_FATAL_FAILURE(NewProcessLikeClient(options));
+  FaultSpec fault;
+  fault.kind = FaultKind::kHang;
+  fault.count = 10;
+  ASSERT_OK(emulator_->InjectFault(fault));
+  const absl::Time start = absl::Now();
+  auto token = client_->GetToken("https://hang.example");
+  const absl::Duration took = absl::Now() - start;
+  EXPECT_THAT(token, StatusIs(absl::StatusCode::kDeadlineExceeded,
+                              AllOf(HasSubstr("TLS handshake"),
+                                    HasSubstr("127.0.0.1"))));
+  EXPECT_LE(took, absl::Milliseconds(2200));
+  EXPECT_EQ(client_->Metrics().evictions, 0);
+  emulator_->ClearFaults();
+}
+
+TEST_P(TokenClientTest, BadScopeIsRefusedBeforeAnyNetworkCall) {
+  for (const char* scope : {"", "has space", "a&b", "a=b"}) {
+    EXPECT_THAT(
+        client_->GetToken(scope),
+        StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("scope")));
+  }
+  EXPECT_EQ(emulator_->GetCounters().metadata_requests, 0);
+}
+
+// 4 processes x 16 threads, cold, on one persistent store: one mint at the
+// emulator, one binding for all 64 callers.
+TEST_P(TokenClientTest, SixtyFourThreadsInFourProcessesMintOnce) {
+  client_.reset();
+  store_.reset();
+  int go[2];
+  ASSERT_EQ(pipe(go), 0);
+  std::vector<pid_t> children;
+  for (int p = 0; p < 4; ++p) {
+    pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      close(go[1]);
+      char byte;
+      (void)!read(go[0], &byte, 1);
+      auto store = OpenStore(uri_);
+      if (!store.ok()) {
+        _exit(2);
+      }
+      auto client = TokenClient::Create(store->get(), Options());
+      if (!client.ok()) {
+        _exit(3);
+      }
+      std::atomic<int> failures{0};
+      std::vector<std::thread> threads;
+      for (int t = 0; t < 16; ++t) {
+        threads.emplace_back([&] {
+          if (!(*client)->GetToken(kScope).ok()) {
+            failures++;
+          }
+        });
+      }
+      for (auto& thread : threads) {
+        thread.join();
+      }
+      _exit(failures.load() == 0 ? 0 : 1);
+    }
+    children.push_back(pid);
+  }
+  close(go[0]);
+  close(go[1]);
+  for (pid_t pid : children) {
+    int status = 0;
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  }
+  EXPECT_EQ(emulator_->GetCounters().mints, 1);
+  EXPECT_EQ(emulator_->GetCounters().by_thumbprint.size(), 1u);
+}
+
+TEST(TokenClientCreateTest, RefusesBadOptions) {
+  TempDir dir;
+  auto store = OpenStore("memory:");
+  ASSERT_OK(store);
+  TokenClientOptions options;
+  options.issuing_url = "ftp://x";
+  EXPECT_THAT(
+      TokenClient::Create(store->get(), options),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("ftp://x")));
+  options.issuing_url = "http://127.0.0.1:1";
+  options.max_attempts = 0;
+  EXPECT_THAT(TokenClient::Create(store->get(), options),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(TokenClient::Create(nullptr, TokenClientOptions{}),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+const auto kBackends =
+    ::testing::Values("memory:,sqlite:{dir}/s.db", "memory:,file:{dir}/certs");
+std::string BackendName(const ::testing::TestParamInfo<std::string>& p) {
+  return p.param.find("sqlite") != std::string::npos ? "memory_over_sqlite"
+                                                     : "memory_over_file";
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, TokenClientTest, kBackends, BackendName);
+INSTANTIATE_TEST_SUITE_P(Backends, CredentialRecovery, kBackends, BackendName);
+INSTANTIATE_TEST_SUITE_P(Backends, NetworkFailures, kBackends, BackendName);
+
+}  // namespace
+}  // namespace certstore::testing
