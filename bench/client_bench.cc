@@ -1,0 +1,185 @@
+// TokenClient against the emulator on loopback, memory over SQLite:
+//   BM_Client_GetToken_Cached     token served from the token cache
+//   BM_Client_GetToken_Fetch      cached binding, token fetched over mTLS
+//                                 (a new connection and full handshake)
+//   BM_Floor_Curl_MtlsToken       the same request with bare libcurl and the
+//                                 same certificate and key (PEM files)
+//   BM_Client_MintAndToken        evict, mint (key, CSR, issue, Put), token
+//   BM_Client_Recovery            invalid_client, evict, mint, retry once
+#include <benchmark/benchmark.h>
+#include <curl/curl.h>
+
+#include <atomic>
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "backends/open_store.h"
+#include "bench/ratio_reporter.h"
+#include "certstore/chain.h"
+#include "client/token_client.h"
+#include "emulator/emulator.h"
+#include "tests/support/temp_dir.h"
+
+namespace certstore::bench {
+namespace {
+
+using emulator::Emulator;
+
+struct ClientFixture {
+  testing::TempDir dir;
+  std::unique_ptr<Emulator> emulator;
+  std::unique_ptr<LayeredStore> store;
+  std::unique_ptr<TokenClient> client;
+  std::string cert_file, key_file, ca_file, body;
+  std::atomic<int64_t> scope_counter{0};
+
+  std::string NextScope() {
+    return absl::StrCat("https://s", scope_counter++, ".example");
+  }
+};
+
+void Check(bool ok, const std::string& what) {
+  if (!ok) {
+    std::fprintf(stderr, "client_bench setup: %s\n", what.c_str());
+    std::abort();
+  }
+}
+
+ClientFixture& Fixture() {
+  static ClientFixture* const fixture = [] {
+    auto* f = new ClientFixture();
+    auto emu = Emulator::Start();
+    Check(emu.ok(), emu.status().ToString());
+    f->emulator = *std::move(emu);
+    auto store =
+        OpenStore(absl::StrCat("memory:,sqlite:", f->dir.path(), "/s.db"));
+    Check(store.ok(), store.status().ToString());
+    f->store = *std::move(store);
+    TokenClientOptions options;
+    options.issuing_url = f->emulator->issuing_url();
+    options.server_ca_pem = f->emulator->ca_root_pem();
+    auto client = TokenClient::Create(f->store.get(), options);
+    Check(client.ok(), client.status().ToString());
+    f->client = *std::move(client);
+    auto token = f->client->GetToken(f->NextScope());
+    Check(token.ok(), token.status().ToString());
+    // The same binding as files, for the bare libcurl floor.
+    auto entry = f->store->Find(token->alias);
+    Check(entry.ok(), entry.status().ToString());
+    auto key_pem = KeyToPem(*(*entry)->key());
+    Check(key_pem.ok(), key_pem.status().ToString());
+    f->cert_file = f->dir.path() + "/chain.pem";
+    f->key_file = f->dir.path() + "/key.pem";
+    f->ca_file = f->dir.path() + "/ca.pem";
+    std::ofstream(f->cert_file) << DerChainToPem((*entry)->chain_der());
+    std::ofstream(f->key_file) << *key_pem;
+    std::ofstream(f->ca_file) << f->emulator->ca_root_pem();
+    f->body = absl::StrCat(
+        "grant_type=client_credentials&client_id=", f->emulator->client_id(),
+        "&scope=https://floor.example/.default"
+        "&token_type=mtls_pop");
+    return f;
+  }();
+  return *fixture;
+}
+
+void BM_Client_GetToken_Cached(benchmark::State& state) {
+  ClientFixture& f = Fixture();
+  const std::string scope = f.NextScope();
+  Check(f.client->GetToken(scope).ok(), "warm-up token");
+  for (auto _ : state) {
+    auto token = f.client->GetToken(scope);
+    benchmark::DoNotOptimize(token);
+  }
+}
+
+void BM_Client_GetToken_Fetch(benchmark::State& state) {
+  ClientFixture& f = Fixture();
+  for (auto _ : state) {
+    auto token = f.client->GetToken(f.NextScope());  // never cached
+    if (!token.ok()) {
+      state.SkipWithError(token.status().ToString().c_str());
+      break;
+    }
+  }
+}
+
+size_t Discard(char*, size_t size, size_t count, void*) { return size * count; }
+
+void BM_Floor_Curl_MtlsToken(benchmark::State& state) {
+  ClientFixture& f = Fixture();
+  const std::string url = f.emulator->token_endpoint();
+  for (auto _ : state) {
+    CURL* curl = curl_easy_init();
+    curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
+    curl_easy_setopt(curl, CURLOPT_SSLCERT, f.cert_file.c_str());
+    curl_easy_setopt(curl, CURLOPT_SSLKEY, f.key_file.c_str());
+    curl_easy_setopt(curl, CURLOPT_CAINFO, f.ca_file.c_str());
+    curl_easy_setopt(curl, CURLOPT_POSTFIELDS, f.body.c_str());
+    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, Discard);
+    curl_easy_setopt(curl, CURLOPT_FORBID_REUSE, 1L);
+    CURLcode code = curl_easy_perform(curl);
+    long status = 0;
+    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_cleanup(curl);
+    if (code != CURLE_OK || status != 200) {
+      state.SkipWithError("bare libcurl token request failed");
+      break;
+    }
+  }
+}
+
+void BM_Client_MintAndToken(benchmark::State& state) {
+  ClientFixture& f = Fixture();
+  const std::string alias = absl::StrCat(f.emulator->client_id(), "#att=0");
+  for (auto _ : state) {
+    Check(f.store->DeleteAllForAlias(alias).ok(), "evict");
+    auto token = f.client->GetToken(f.NextScope());
+    if (!token.ok()) {
+      state.SkipWithError(token.status().ToString().c_str());
+      break;
+    }
+  }
+}
+
+void BM_Client_Recovery(benchmark::State& state) {
+  ClientFixture& f = Fixture();
+  emulator::FaultSpec fault;
+  fault.kind = emulator::FaultKind::kInvalidClient;
+  for (auto _ : state) {
+    Check(f.emulator->InjectFault(fault).ok(), "inject");
+    auto token = f.client->GetToken(f.NextScope());
+    if (!token.ok() || !token->healed) {
+      state.SkipWithError("recovery did not heal");
+      break;
+    }
+  }
+}
+
+BENCHMARK(BM_Client_GetToken_Cached)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_Client_GetToken_Fetch)
+    ->Unit(benchmark::kMicrosecond)
+    ->UseRealTime();
+BENCHMARK(BM_Floor_Curl_MtlsToken)
+    ->Unit(benchmark::kMicrosecond)
+    ->UseRealTime();
+BENCHMARK(BM_Client_MintAndToken)->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK(BM_Client_Recovery)->Unit(benchmark::kMicrosecond)->UseRealTime();
+
+bool RegisterClientRatios() {
+  RegisterRatio("BM_Client_GetToken_Fetch/real_time",
+                "BM_Floor_Curl_MtlsToken/real_time", 1.3);
+  RegisterRatio("BM_Client_MintAndToken/real_time",
+                "BM_Floor_Curl_MtlsToken/real_time");
+  RegisterRatio("BM_Client_Recovery/real_time",
+                "BM_Floor_Curl_MtlsToken/real_time");
+  return true;
+}
+
+[[maybe_unused]] const bool kClientRatiosRegistered = RegisterClientRatios();
+
+}  // namespace
+}  // namespace certstore::bench
