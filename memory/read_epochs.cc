@@ -11,14 +11,6 @@
 namespace certstore {
 namespace memory_internal {
 
-// Odd `sequence`: inside a section. Written only by its own thread.
-struct alignas(64) ReaderRecord {
-  std::atomic<uint64_t> sequence{0};
-  int depth = 0;
-  ReaderRecord();
-  ~ReaderRecord();
-};
-
 namespace {
 
 struct Registry {
@@ -44,15 +36,6 @@ bool Asymmetric() {
   return asymmetric;
 }
 
-// The reader side of the barrier pair.
-inline void ReaderFence() {
-  if (Asymmetric()) {
-    std::atomic_signal_fence(std::memory_order_seq_cst);
-  } else {
-    std::atomic_thread_fence(std::memory_order_seq_cst);
-  }
-}
-
 // The writer side: a full barrier on every CPU running one of our threads.
 void WriterFence() {
   if (!Asymmetric() ||
@@ -61,44 +44,40 @@ void WriterFence() {
   }
 }
 
-}  // namespace
-
-ReaderRecord::ReaderRecord() {
-  Registry& registry = GetRegistry();
-  std::lock_guard<std::mutex> lock(registry.mu);
-  registry.readers.push_back(this);
-}
-
-ReaderRecord::~ReaderRecord() {
-  Registry& registry = GetRegistry();
-  std::lock_guard<std::mutex> lock(registry.mu);
-  for (auto& reader : registry.readers) {
-    if (reader == this) {
-      reader = registry.readers.back();
-      registry.readers.pop_back();
-      break;
+// Owns this thread's record: registers it, and unregisters it when the
+// thread exits.
+class RecordOwner {
+ public:
+  RecordOwner() {
+    record_.asymmetric = Asymmetric();
+    Registry& registry = GetRegistry();
+    std::lock_guard<std::mutex> lock(registry.mu);
+    registry.readers.push_back(&record_);
+  }
+  ~RecordOwner() {
+    this_thread_reader = nullptr;
+    Registry& registry = GetRegistry();
+    std::lock_guard<std::mutex> lock(registry.mu);
+    for (auto& reader : registry.readers) {
+      if (reader == &record_) {
+        reader = registry.readers.back();
+        registry.readers.pop_back();
+        break;
+      }
     }
   }
-}
+  ReaderRecord* record() { return &record_; }
 
-ReaderRecord& ThisThreadReader() {
-  thread_local ReaderRecord reader;
-  return reader;
-}
+ private:
+  ReaderRecord record_;
+};
 
-void EnterRead(ReaderRecord& reader) {
-  if (reader.depth++ == 0) {
-    reader.sequence.store(reader.sequence.load(std::memory_order_relaxed) + 1,
-                          std::memory_order_relaxed);
-    ReaderFence();  // marker before any protected load
-  }
-}
+}  // namespace
 
-void ExitRead(ReaderRecord& reader) {
-  if (--reader.depth == 0) {
-    reader.sequence.store(reader.sequence.load(std::memory_order_relaxed) + 1,
-                          std::memory_order_release);
-  }
+ReaderRecord* RegisterThisThread() {
+  thread_local RecordOwner owner;
+  this_thread_reader = owner.record();
+  return this_thread_reader;
 }
 
 void ReadEpochs::WaitForReaders() {

@@ -17,11 +17,47 @@
 namespace certstore {
 namespace memory_internal {
 
-// This thread's reader record (defined in the .cc; registered on first use).
-struct ReaderRecord;
-ReaderRecord& ThisThreadReader();
-void EnterRead(ReaderRecord& reader);
-void ExitRead(ReaderRecord& reader);
+// Odd `sequence`: inside a section. Written only by its own thread.
+struct alignas(64) ReaderRecord {
+  std::atomic<uint64_t> sequence{0};
+  int depth = 0;
+  bool asymmetric = false;  // membarrier available: a compiler fence suffices
+};
+
+// Registers this thread's record (first section of a thread; unregistered
+// at thread exit).
+ReaderRecord* RegisterThisThread();
+
+inline thread_local ReaderRecord* this_thread_reader = nullptr;
+
+inline ReaderRecord& ThisThreadReader() {
+  ReaderRecord* reader = this_thread_reader;
+  if (__builtin_expect(reader == nullptr, 0)) {
+    reader = RegisterThisThread();
+  }
+  return *reader;
+}
+
+inline void EnterRead(ReaderRecord& reader) {
+  if (reader.depth++ == 0) {
+    reader.sequence.store(reader.sequence.load(std::memory_order_relaxed) + 1,
+                          std::memory_order_relaxed);
+    // The marker before any protected load: the writer's membarrier makes
+    // a compiler fence enough; without it, a full fence.
+    if (reader.asymmetric) {
+      std::atomic_signal_fence(std::memory_order_seq_cst);
+    } else {
+      std::atomic_thread_fence(std::memory_order_seq_cst);
+    }
+  }
+}
+
+inline void ExitRead(ReaderRecord& reader) {
+  if (--reader.depth == 0) {
+    reader.sequence.store(reader.sequence.load(std::memory_order_relaxed) + 1,
+                          std::memory_order_release);
+  }
+}
 
 class ReadEpochs {
  public:
