@@ -12,11 +12,11 @@
 #include "absl/strings/str_split.h"
 #include "certstore/chain.h"
 #include "certstore/errors.h"
+#include "certstore/internal/leaf_der.h"
 #include "certstore/key.h"
 #include "certstore/openssl_types.h"
 #include "certstore/status_macros.h"
 #include "filesystem/alias_names.h"
-#include "filesystem/leaf_der.h"
 
 namespace certstore::filesystem_internal {
 namespace {
@@ -234,8 +234,9 @@ absl::StatusOr<std::shared_ptr<const Entry>> DecodeEntryFile(
   parts.metadata.client_id = header.client_id.value_or("");
   parts.metadata.tenant_id = header.tenant_id.value_or("");
   parts.created_at = header.created_at.value_or(mtime);
-  CERTSTORE_ASSIGN_OR_RETURN(LeafDer leaf,
-                             AsDataLoss(ReadLeafDer(parts.chain_der[0])));
+  CERTSTORE_ASSIGN_OR_RETURN(
+      internal::LeafDer leaf,
+      AsDataLoss(internal::ReadLeafDer(parts.chain_der[0])));
   std::shared_ptr<const Entry> entry;
   if (leaf.public_key_der == parts.key->public_key_der()) {
     // The key is the leaf's: the certificates are decoded on first use.

@@ -106,10 +106,9 @@ class MemoryStore final : public CertStore {
           absl::StrCat(OpContext(Name(), "Put", ""), ": null entry"));
     }
     const std::string context = OpContext(Name(), "Put", entry->alias());
-    if (absl::Status s = entry->Chain().status(); !s.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(context, ": ", s.message()));
-    }
+    // A structural check: restored entries (a back-fill from a persistent
+    // layer) stay undecoded until a handshake needs their chain.
+    CERTSTORE_RETURN_IF_ERROR(WithContext(entry->CheckWellFormed(), context));
     CERTSTORE_RETURN_IF_ERROR(
         WithContext(CheckKeyMatchesLeaf(*entry), context));
     Rewrite(entry->alias(), /*create=*/true, [&entry](AliasEntries& entries) {

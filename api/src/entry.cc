@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "certstore/chain.h"
 #include "certstore/errors.h"
+#include "certstore/internal/leaf_der.h"
 #include "certstore/status_macros.h"
 
 namespace certstore {
@@ -120,12 +121,6 @@ absl::Status Entry::DecodeChain() const {
       cert_ptrs_.push_back(cert->get());
       certs_.push_back(*std::move(cert));
     }
-    auto spki = PublicKeyDer(cert_ptrs_[0]);
-    if (!spki.ok()) {
-      decode_status_ = spki.status();
-      return;
-    }
-    leaf_public_key_der_ = *std::move(spki);
   });
   return decode_status_;
 }
@@ -140,8 +135,28 @@ absl::StatusOr<absl::Span<X509* const>> Entry::Chain() const {
 }
 
 absl::StatusOr<std::string> Entry::LeafPublicKeyDer() const {
-  CERTSTORE_RETURN_IF_ERROR(Chain().status());
+  absl::call_once(leaf_spki_once_, [this] {
+    absl::StatusOr<internal::LeafDer> leaf =
+        internal::ReadLeafDer(chain_der_[0]);
+    leaf_public_key_der_ =
+        leaf.ok() ? absl::StatusOr<std::string>(std::move(leaf->public_key_der))
+                  : absl::DataLossError(std::string(leaf.status().message()));
+  });
   return leaf_public_key_der_;
+}
+
+absl::Status Entry::CheckWellFormed() const {
+  for (size_t i = 0; i < chain_der_.size(); ++i) {
+    absl::StatusOr<internal::LeafDer> cert =
+        internal::ReadLeafDer(chain_der_[i]);
+    if (!cert.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(i == 0 ? std::string("leaf certificate")
+                              : absl::StrCat("chain certificate ", i),
+                       " is not a DER certificate: ", cert.status().message()));
+    }
+  }
+  return absl::OkStatus();
 }
 
 absl::Status CheckKeyMatchesLeaf(const Entry& entry) {

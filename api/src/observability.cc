@@ -1,17 +1,6 @@
 #include "certstore/observability.h"
 
 namespace certstore {
-namespace {
-
-size_t ThisThreadStripe(size_t stripes) {
-  static std::atomic<size_t> next{0};
-  thread_local const size_t stripe =
-      next.fetch_add(1, std::memory_order_relaxed);
-  return stripe % stripes;
-}
-
-}  // namespace
-
 absl::string_view LogLevelName(LogLevel level) {
   switch (level) {
     case LogLevel::kDebug:
@@ -26,9 +15,11 @@ absl::string_view LogLevelName(LogLevel level) {
   return "unknown";
 }
 
-void StripedCounter::Add(int64_t n) {
-  stripes_[ThisThreadStripe(kStripes)].value.fetch_add(
-      n, std::memory_order_relaxed);
+size_t StripedCounter::AssignThisThreadSlot() {
+  // Round-robin, so two threads share a stripe only past kStripes threads.
+  static std::atomic<size_t> next{0};
+  this_thread_slot_ = next.fetch_add(1, std::memory_order_relaxed);
+  return this_thread_slot_;
 }
 
 int64_t StripedCounter::Value() const {

@@ -279,10 +279,38 @@ TEST_F(EntryTest, RestoreWithGarbageIntermediateFailsOnFirstUse) {
                                       HasSubstr("chain certificate 1")));
   // The failure is remembered.
   EXPECT_THAT(entry.Chain(), StatusIs(absl::StatusCode::kDataLoss));
-  EXPECT_THAT(entry.LeafPublicKeyDer(), StatusIs(absl::StatusCode::kDataLoss));
-  EXPECT_THAT(CheckKeyMatchesLeaf(entry),
-              StatusIs(absl::StatusCode::kDataLoss));
   EXPECT_THAT(ProbeEntryKey(entry), StatusIs(absl::StatusCode::kDataLoss));
+  EXPECT_THAT(entry.CheckWellFormed(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("chain certificate 1")));
+  // The leaf's key is read from the leaf's own DER: still available.
+  EXPECT_OK(entry.LeafPublicKeyDer());
+  EXPECT_OK(CheckKeyMatchesLeaf(entry));
+}
+
+TEST_F(EntryTest, RestoredEntryIsCheckedWithoutDecodingIt) {
+  EntryParts parts = EcParts();
+  const LeafFacts facts = FactsFor(parts);
+  auto restored = Entry::Restore(std::move(parts), facts);
+  ASSERT_OK(restored);
+  EXPECT_OK((*restored)->CheckWellFormed());
+  EXPECT_OK(CheckKeyMatchesLeaf(**restored));
+  EXPECT_EQ(*(*restored)->LeafPublicKeyDer(),
+            (*restored)->key()->public_key_der());
+}
+
+TEST_F(EntryTest, GarbageLeafHasNoPublicKey) {
+  EntryParts parts = EcParts();
+  parts.chain_der[0] = "not a certificate";
+  LeafFacts facts = FactsFor(parts);
+  facts.thumbprint = Thumbprint(parts.chain_der[0]);
+  auto restored = Entry::Restore(std::move(parts), facts);
+  ASSERT_OK(restored);
+  EXPECT_THAT((*restored)->LeafPublicKeyDer(),
+              StatusIs(absl::StatusCode::kDataLoss));
+  EXPECT_THAT((*restored)->CheckWellFormed(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("leaf certificate")));
 }
 
 TEST_F(EntryTest, CheckKeyMatchesLeafAcceptsTheLeafsKey) {

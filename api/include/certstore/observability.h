@@ -27,10 +27,20 @@ using LogCallback = std::function<void(
 // into its own stripe; Value() sums them.
 class StripedCounter {
  public:
-  void Add(int64_t n = 1);
+  void Add(int64_t n = 1) {
+    size_t slot = this_thread_slot_;
+    if (__builtin_expect(slot == kUnassigned, 0)) {
+      slot = AssignThisThreadSlot();
+    }
+    stripes_[slot % kStripes].value.fetch_add(n, std::memory_order_relaxed);
+  }
   int64_t Value() const;
 
  private:
+  static constexpr size_t kUnassigned = ~size_t{0};
+  static inline thread_local size_t this_thread_slot_ = kUnassigned;
+  static size_t AssignThisThreadSlot();
+
   static constexpr size_t kStripes = 16;
   struct alignas(64) Stripe {
     std::atomic<int64_t> value{0};

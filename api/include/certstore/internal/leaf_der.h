@@ -1,8 +1,8 @@
 // Reads what a stored entry needs from its leaf certificate's DER without
 // decoding it as an X509 (d2i_X509 costs 0.1-0.3 ms on OpenSSL 3.0; this
-// walk ~1 µs). Internal to filesystem/.
-#ifndef CERTSTORE_FILESYSTEM_LEAF_DER_H_
-#define CERTSTORE_FILESYSTEM_LEAF_DER_H_
+// walk ~1 µs). Project-internal (Entry, the PEM directory store).
+#ifndef CERTSTORE_INTERNAL_LEAF_DER_H_
+#define CERTSTORE_INTERNAL_LEAF_DER_H_
 
 #include <string>
 
@@ -10,7 +10,7 @@
 #include "absl/strings/string_view.h"
 #include "certstore/entry.h"
 
-namespace certstore::filesystem_internal {
+namespace certstore::internal {
 
 struct LeafDer {
   LeafFacts facts;             // x5t#S256, notBefore, notAfter
@@ -23,6 +23,6 @@ struct LeafDer {
 // anything else.
 absl::StatusOr<LeafDer> ReadLeafDer(absl::string_view cert_der);
 
-}  // namespace certstore::filesystem_internal
+}  // namespace certstore::internal
 
-#endif  // CERTSTORE_FILESYSTEM_LEAF_DER_H_
+#endif  // CERTSTORE_INTERNAL_LEAF_DER_H_

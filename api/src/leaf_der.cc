@@ -1,4 +1,4 @@
-#include "filesystem/leaf_der.h"
+#include "certstore/internal/leaf_der.h"
 
 #include <openssl/asn1.h>
 #include <time.h>
@@ -8,7 +8,7 @@
 #include "certstore/errors.h"
 #include "certstore/status_macros.h"
 
-namespace certstore::filesystem_internal {
+namespace certstore::internal {
 namespace {
 
 // One DER element: its tag, class, whole encoding and contents.
@@ -99,4 +99,4 @@ absl::StatusOr<LeafDer> ReadLeafDer(absl::string_view cert_der) {
   return leaf;
 }
 
-}  // namespace certstore::filesystem_internal
+}  // namespace certstore::internal

@@ -1,6 +1,6 @@
-// Unit tests for filesystem/leaf_der.h: what the DER walk reads must be
+// Unit tests for certstore/internal/leaf_der.h: what the DER walk reads must be
 // what decoding the certificate says.
-#include "filesystem/leaf_der.h"
+#include "certstore/internal/leaf_der.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -11,7 +11,7 @@
 #include "tests/support/status_matchers.h"
 #include "tests/support/test_pki.h"
 
-namespace certstore::filesystem_internal {
+namespace certstore::internal {
 namespace {
 
 using ::certstore::testing::PoolKey;
@@ -53,4 +53,4 @@ TEST(LeafDerTest, RefusesWhatIsNotACertificate) {
 }
 
 }  // namespace
-}  // namespace certstore::filesystem_internal
+}  // namespace certstore::internal
