@@ -18,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "backends/open_store.h"
 #include "emulator/emulator.h"
+#include "tests/pkcs11/softhsm_token.h"
 #include "tests/support/status_matchers.h"
 #include "tests/support/temp_dir.h"
 
@@ -33,6 +34,19 @@ using ::testing::HasSubstr;
 
 constexpr absl::string_view kScope = "https://vault.example";
 
+// One private SoftHSM token for the whole binary ("{pkcs11}" in a URI).
+const SoftHsmToken& MatrixToken() {
+  static SoftHsmToken* const token = [] {
+    auto created = SoftHsmToken::Create("client-matrix");
+    if (!created.ok()) {
+      fprintf(stderr, "%s\n", created.status().ToString().c_str());
+      abort();
+    }
+    return created->release();
+  }();
+  return *token;
+}
+
 class TokenClientTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
@@ -43,7 +57,13 @@ class TokenClientTest : public ::testing::TestWithParam<std::string> {
     for (size_t pos; (pos = uri_.find("{dir}")) != std::string::npos;) {
       uri_.replace(pos, 5, dir_.path());
     }
+    if (size_t pos = uri_.find("{pkcs11}"); pos != std::string::npos) {
+      uri_.replace(pos, 8, MatrixToken().Uri());
+    }
     ASSERT_NO_FATAL_FAILURE(NewProcessLikeClient());
+    // A token outlives the test: start without a binding.
+    ASSERT_OK(store_->DeleteAllForAlias(
+        absl::StrCat(emulator_->client_id(), "#att=0")));
   }
 
   TokenClientOptions Options() {
@@ -289,9 +309,13 @@ TEST_P(TokenClientTest, BadScopeIsRefusedBeforeAnyNetworkCall) {
   EXPECT_EQ(emulator_->GetCounters().metadata_requests, 0);
 }
 
+// Backends whose LockAlias reaches other processes (the PKCS#11 store's is
+// in-process only: see docs/pkcs11-store.md).
+class CrossProcessTest : public TokenClientTest {};
+
 // 4 processes x 16 threads, cold, on one persistent store: one mint at the
 // emulator, one binding for all 64 callers.
-TEST_P(TokenClientTest, SixtyFourThreadsInFourProcessesMintOnce) {
+TEST_P(CrossProcessTest, SixtyFourThreadsInFourProcessesMintOnce) {
   client_.reset();
   store_.reset();
   int go[2];
@@ -357,15 +381,23 @@ TEST(TokenClientCreateTest, RefusesBadOptions) {
 }
 
 const auto kBackends =
-    ::testing::Values("memory:,sqlite:{dir}/s.db", "memory:,file:{dir}/certs");
+    ::testing::Values("memory:,sqlite:{dir}/s.db", "memory:,file:{dir}/certs",
+                      "memory:,{pkcs11}");
 std::string BackendName(const ::testing::TestParamInfo<std::string>& p) {
-  return p.param.find("sqlite") != std::string::npos ? "memory_over_sqlite"
-                                                     : "memory_over_file";
+  if (p.param.find("sqlite") != std::string::npos) {
+    return "memory_over_sqlite";
+  }
+  return p.param.find("file") != std::string::npos ? "memory_over_file"
+                                                   : "memory_over_pkcs11";
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, TokenClientTest, kBackends, BackendName);
 INSTANTIATE_TEST_SUITE_P(Backends, CredentialRecovery, kBackends, BackendName);
 INSTANTIATE_TEST_SUITE_P(Backends, NetworkFailures, kBackends, BackendName);
+INSTANTIATE_TEST_SUITE_P(Backends, CrossProcessTest,
+                         ::testing::Values("memory:,sqlite:{dir}/s.db",
+                                           "memory:,file:{dir}/certs"),
+                         BackendName);
 
 }  // namespace
 }  // namespace certstore::testing
