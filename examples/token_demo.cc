@@ -206,7 +206,9 @@ int main(int argc, char** argv) {
     return 1;
   }
 
-  Say("3. break the key on disk: " + BreakKeyOnDisk(*uri, alias));
+  const std::string broken = BreakKeyOnDisk(*uri, alias);
+  const bool key_broken = !absl::StartsWith(broken, "(");
+  Say("3. break the key on disk: " + broken);
   Say("4. restart: a new store and client on the same URI (the memory layer "
       "starts empty)");
   session = Open(*uri, emulator);
@@ -226,9 +228,9 @@ int main(int argc, char** argv) {
   Say("7. next token:    " + Describe(after_revoke) + "  " + Counts(emulator));
 
   const bool ok = healed.ok() && after_revoke.ok() && after_revoke->healed &&
-                  healed->thumbprint != first->thumbprint;
-  Say(ok ? "\ndemo: every request succeeded; the client healed itself twice, "
-           "no one deleted anything by hand"
+                  (!key_broken || healed->thumbprint != first->thumbprint);
+  Say(ok ? "\ndemo: every request succeeded; the client healed itself, no one "
+           "deleted anything by hand"
          : "\ndemo: FAILED");
   return ok ? 0 : 1;
 }
