@@ -138,8 +138,7 @@ absl::StatusOr<std::unique_ptr<CertStore>> OpenSqlite(
   }
   if (auto it = query.find("journal"); it != query.end()) {
     const absl::flat_hash_map<std::string, SqliteJournal> journals = {
-        {"auto", SqliteJournal::kAuto},
-        {"rollback", SqliteJournal::kRollback}};
+        {"auto", SqliteJournal::kAuto}, {"rollback", SqliteJournal::kRollback}};
     auto j = journals.find(it->second);
     if (j == journals.end()) {
       return Invalid(layer, "journal must be auto or rollback");
@@ -328,7 +327,8 @@ absl::StatusOr<std::string> ResolveStoreUri(absl::string_view flag_store,
     for (const Json& layer : json["layers"]) {
       if (!layer.is_string()) {
         return absl::InvalidArgumentError(absl::StrCat(
-            "config ", config, ": expected every entry of \"layers\" to be a string"));
+            "config ", config,
+            ": expected every entry of \"layers\" to be a string"));
       }
       layers.push_back(layer.get<std::string>());
     }

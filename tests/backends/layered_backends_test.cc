@@ -239,7 +239,8 @@ INSTANTIATE_TEST_SUITE_P(Uris, LayeredBackendsTest,
                          ::testing::Values("memory:,sqlite:{dir}/s.db",
                                            "memory:,file:{dir}/certs"),
                          [](const auto& param_info) {
-                           return param_info.param.find("sqlite") != std::string::npos
+                           return param_info.param.find("sqlite") !=
+                                          std::string::npos
                                       ? std::string("memory_over_sqlite")
                                       : std::string("memory_over_file");
                          });
