@@ -6,7 +6,6 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
-#include "absl/hash/hash.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
@@ -295,13 +294,8 @@ absl::StatusOr<std::vector<EntryInfo>> LayeredStoreImpl::List(
 }
 
 bool LayeredStoreImpl::PastRenewalPoint(const Entry& entry) const {
-  const absl::Duration lifetime = entry.not_after() - entry.not_before();
-  // A fixed jitter per certificate, in [-1, 1]: every process agrees.
-  const uint64_t h = absl::Hash<std::string>{}(entry.thumbprint());
-  const double unit = static_cast<double>(h % 2001) / 1000.0 - 1.0;
-  const double fraction =
-      options_.renewal_fraction + options_.renewal_jitter * unit;
-  return clock_->Now() >= entry.not_before() + lifetime * fraction;
+  return clock_->Now() >= RenewalTime(entry.not_before(), entry.not_after(),
+                                      entry.thumbprint(), options_);
 }
 
 bool LayeredStoreImpl::TryStartRenewal(absl::string_view alias) {
@@ -461,6 +455,20 @@ absl::StatusOr<std::unique_ptr<LayeredStore>> LayeredStore::Open(
   }
   return std::unique_ptr<LayeredStore>(
       new LayeredStoreImpl(std::move(layers), options));
+}
+
+absl::Time RenewalTime(absl::Time not_before, absl::Time not_after,
+                       absl::string_view thumbprint,
+                       const LayeredStoreOptions& options) {
+  // FNV-1a, not absl::Hash: absl::Hash is seeded per process.
+  uint64_t h = 14695981039346656037ull;
+  for (unsigned char c : thumbprint) {
+    h = (h ^ c) * 1099511628211ull;
+  }
+  const double unit = static_cast<double>(h % 2001) / 1000.0 - 1.0;  // [-1, 1]
+  const double fraction =
+      options.renewal_fraction + options.renewal_jitter * unit;
+  return not_before + (not_after - not_before) * fraction;
 }
 
 }  // namespace certstore

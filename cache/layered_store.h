@@ -47,6 +47,13 @@ struct LayeredStoreMetrics {
   int64_t degradations = 0;  // a layer failed and was bypassed
 };
 
+// When an entry passes its renewal point: not_before + lifetime x
+// (renewal_fraction +/- renewal_jitter). The jitter is derived from the
+// thumbprint's bytes, so every process (and the CLI) computes the same time.
+absl::Time RenewalTime(absl::Time not_before, absl::Time not_after,
+                       absl::string_view thumbprint,
+                       const LayeredStoreOptions& options = {});
+
 // Makes a new entry for `alias` (CreateKey on the store, CSR, issue, build
 // the Entry). GetOrCreate stores what it returns.
 using MintFunction = std::function<absl::StatusOr<std::shared_ptr<const Entry>>(

@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -433,6 +434,33 @@ TEST(LayeredStoreOpenTest, RefusesBadConfigurations) {
                 StatusIs(absl::StatusCode::kInvalidArgument))
         << fraction << " " << jitter;
   }
+}
+
+// The renewal point depends only on the certificate: the same in every
+// process (a per-process hash seed would make processes disagree), within
+// fraction +/- jitter, and spread across certificates.
+TEST(RenewalTimeTest, IsFixedPerCertificateWithinTheJitterBand) {
+  const absl::Time not_before = absl::FromUnixSeconds(1'700'000'000);
+  const absl::Time not_after = not_before + absl::Hours(24 * 7);
+  const absl::Duration lifetime = not_after - not_before;
+  // FNV-1a("abc") % 2001 = 1407, so the fraction is 0.5 + 0.1 x 0.407: a
+  // fixed value, the same in every process and build.
+  EXPECT_LE(absl::AbsDuration(RenewalTime(not_before, not_after, "abc") -
+                              (not_before + lifetime * 0.5407)),
+            absl::Seconds(1));
+  std::set<int64_t> seen;
+  for (int i = 0; i < 200; ++i) {
+    const std::string thumbprint = absl::StrCat("thumbprint-", i);
+    const absl::Time t = RenewalTime(not_before, not_after, thumbprint);
+    EXPECT_GE(t, not_before + lifetime * 0.4) << thumbprint;
+    EXPECT_LE(t, not_before + lifetime * 0.6) << thumbprint;
+    seen.insert(absl::ToUnixSeconds(t));
+  }
+  EXPECT_GT(seen.size(), 150u);
+  LayeredStoreOptions no_jitter;
+  no_jitter.renewal_jitter = 0;
+  EXPECT_EQ(RenewalTime(not_before, not_after, "x", no_jitter),
+            not_before + lifetime / 2);
 }
 
 // The conformance suite on memory over memory.
