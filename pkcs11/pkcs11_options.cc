@@ -128,6 +128,12 @@ absl::Status QueryAttribute(absl::string_view name, const std::string& value,
           "pin-source must be file:<absolute path>");
     }
     options.pin_file = value.substr(5);
+  } else if (name == "x-allow-import") {
+    if (value != "true" && value != "false") {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "x-allow-import must be true or false, not \"", value, "\""));
+    }
+    options.allow_import = value == "true";
   } else if (name == "pin-value") {
     return absl::InvalidArgumentError(
         "pin-value is refused: a PIN must not live in a URI (use "

@@ -85,7 +85,8 @@ struct Pkcs11StoreOptions {
 //     library-*, slot-*, object, id and type are accepted and ignored (the
 //     alias selects objects);
 //   query attributes: module-path or module-name (a module file name looked
-//     up in the usual PKCS#11 module directories), pin-source=file:<path>.
+//     up in the usual PKCS#11 module directories), pin-source=file:<path>,
+//     x-allow-import=true|false (a vendor attribute: allow_import below).
 // Values are percent-decoded. pin-value is refused (a PIN must not live in a
 // URI) and its value never appears in the error. InvalidArgument naming the
 // URI part and what was expected.

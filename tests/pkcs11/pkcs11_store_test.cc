@@ -44,6 +44,18 @@ TEST(Pkcs11UriTest, ParsesTokenModuleAndPinSource) {
   EXPECT_EQ(options->token_label, "my app");
   EXPECT_EQ(options->module_path, "/usr/lib/softhsm/libsofthsm2.so");
   EXPECT_EQ(options->pin_file, "/etc/app/pin");
+  EXPECT_FALSE(options->allow_import);
+}
+
+TEST(Pkcs11UriTest, AllowImportIsAVendorQueryAttribute) {
+  auto options = ParsePkcs11Uri(
+      "pkcs11:token=a?module-path=/m.so&pin-source=file:/p&x-allow-import=true");
+  ASSERT_OK(options);
+  EXPECT_TRUE(options->allow_import);
+  EXPECT_THAT(ParsePkcs11Uri("pkcs11:token=a?module-path=/m.so&pin-source=file:"
+                             "/p&x-allow-import=yes"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("x-allow-import must be true or false")));
 }
 
 TEST(Pkcs11UriTest, ModuleNameIsLookedUp) {
