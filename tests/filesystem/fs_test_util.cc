@@ -5,7 +5,6 @@
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdlib.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -20,8 +19,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "filesystem/alias_names.h"
-
-extern char** environ;
+#include "tests/support/subprocess.h"
 
 namespace certstore::testing {
 
@@ -92,63 +90,10 @@ std::string AliasDir(const std::string& store_dir, absl::string_view alias) {
 
 CommandResult RunCommand(const std::vector<std::string>& argv,
                          const std::vector<std::string>& env) {
-  CommandResult result;
-  int pipe_fds[2];
-  if (pipe2(pipe_fds, O_CLOEXEC) != 0) {
-    return result;
-  }
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], 1);
-  posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], 2);
-  std::vector<char*> args;
-  for (const std::string& arg : argv) {
-    args.push_back(const_cast<char*>(arg.c_str()));
-  }
-  args.push_back(nullptr);
-  std::vector<std::string> env_strings = env;
-  for (char** e = environ; *e != nullptr; ++e) {
-    env_strings.push_back(*e);
-  }
-  std::vector<char*> envp;
-  for (std::string& e : env_strings) {
-    envp.push_back(&e[0]);
-  }
-  envp.push_back(nullptr);
-  pid_t pid = -1;
-  const int spawned =
-      posix_spawnp(&pid, args[0], &actions, nullptr, args.data(), envp.data());
-  posix_spawn_file_actions_destroy(&actions);
-  close(pipe_fds[1]);
-  if (spawned != 0) {
-    close(pipe_fds[0]);
-    result.output = absl::StrCat("posix_spawnp failed: ", spawned);
-    return result;
-  }
-  const auto deadline =
-      std::chrono::steady_clock::now() + std::chrono::seconds(60);
-  char buf[4096];
-  while (std::chrono::steady_clock::now() < deadline) {
-    struct pollfd p = {pipe_fds[0], POLLIN, 0};
-    if (poll(&p, 1, 1000) <= 0) {
-      continue;
-    }
-    ssize_t n = read(pipe_fds[0], buf, sizeof(buf));
-    if (n <= 0) {
-      break;
-    }
-    result.output.append(buf, static_cast<size_t>(n));
-  }
-  close(pipe_fds[0]);
-  if (std::chrono::steady_clock::now() >= deadline) {
-    kill(pid, SIGKILL);
-  }
-  int status = 0;
-  waitpid(pid, &status, 0);
-  if (WIFEXITED(status)) {
-    result.exit_code = WEXITSTATUS(status);
-  }
-  return result;
+  ProcessOptions options;
+  options.env = env;
+  ProcessResult run = RunProcess(argv, options);
+  return CommandResult{run.exit_code, run.out + run.err};
 }
 
 ChildProcess::ChildProcess(const std::function<int(int ready_fd)>& body) {
