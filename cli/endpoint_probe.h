@@ -51,8 +51,9 @@ struct EndpointProbeOptions {
 struct ProbePhase {
   std::string name;  // "resolve", "TCP connect", "TLS handshake", "token"
   // False when the phase did not run: an earlier phase failed, or (token)
-  // it was not asked for. `status` is then Cancelled("not reached"), never
-  // OK, so that `status.ok()` alone never reports a phase that did not run.
+  // it was not asked for. `status` is then Cancelled ("not reached" /
+  // "not requested"), never OK, so that `status.ok()` alone never reports
+  // a phase that did not run.
   bool reached = false;
   absl::Status status = absl::CancelledError("not reached");
   absl::Duration elapsed = absl::ZeroDuration();
