@@ -27,24 +27,6 @@ std::string PathIn(const TempDir& dir, absl::string_view relative) {
   return absl::StrCat(dir.path(), "/", relative);
 }
 
-void WriteFile(const std::string& path, absl::string_view content,
-               mode_t mode) {
-  unlink(path.c_str());
-  int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
-  ASSERT_GE(fd, 0) << "create " << path;
-  ASSERT_EQ(write(fd, content.data(), content.size()),
-            static_cast<ssize_t>(content.size()));
-  ASSERT_EQ(fchmod(fd, mode), 0);
-  close(fd);
-}
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  return buffer.str();
-}
-
 mode_t ModeOf(const std::string& path) {
   struct stat st;
   EXPECT_EQ(lstat(path.c_str(), &st), 0) << path;

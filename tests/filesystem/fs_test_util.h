@@ -15,17 +15,13 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "certstore/cert_store.h"
+#include "tests/support/files.h"
 #include "tests/support/temp_dir.h"
 
 namespace certstore::testing {
 
 // `dir`'s path + "/" + `relative`.
 std::string PathIn(const TempDir& dir, absl::string_view relative);
-
-// Writes `content` to `path` with `mode` (the file is replaced).
-void WriteFile(const std::string& path, absl::string_view content,
-               mode_t mode = 0600);
-std::string ReadFile(const std::string& path);
 
 // The permission bits of `path` (not following a symlink).
 mode_t ModeOf(const std::string& path);

@@ -1,0 +1,221 @@
+#include "cli/credential_files.h"
+
+#include <fcntl.h>
+#include <openssl/pkcs12.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <string>
+#include <utility>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "certstore/chain.h"
+#include "certstore/errors.h"
+#include "certstore/internal/posix_status.h"
+#include "certstore/openssl_types.h"
+#include "certstore/status_macros.h"
+
+namespace certstore::cli {
+namespace {
+
+struct FdCloser {
+  int fd;
+  ~FdCloser() {
+    if (fd >= 0) {
+      close(fd);
+    }
+  }
+};
+
+struct Pkcs12Deleter {
+  void operator()(PKCS12* p) const { PKCS12_free(p); }
+};
+
+bool LooksLikePem(absl::string_view content) {
+  return absl::StrContains(content, "-----BEGIN ");
+}
+
+// Puts the certificate whose public key is the key's first.
+absl::Status PutLeafFirst(std::vector<std::string>& chain_der, const Key& key,
+                          absl::string_view file) {
+  for (size_t i = 0; i < chain_der.size(); ++i) {
+    CERTSTORE_ASSIGN_OR_RETURN(UniqueX509 cert,
+                               DecodeCertificate(chain_der[i], file));
+    absl::StatusOr<std::string> spki = PublicKeyDer(cert.get());
+    if (spki.ok() && *spki == key.public_key_der()) {
+      std::rotate(chain_der.begin(), chain_der.begin() + i,
+                  chain_der.begin() + i + 1);
+      return absl::OkStatus();
+    }
+  }
+  return absl::FailedPreconditionError(
+      absl::StrCat(file, ": no certificate matches the private key"));
+}
+
+absl::StatusOr<Credential> ReadPkcs12(const std::string& path,
+                                      const std::string& content,
+                                      const std::string& password_file) {
+  std::string password;
+  if (!password_file.empty()) {
+    CERTSTORE_ASSIGN_OR_RETURN(
+        password, ReadSecretFile(password_file, "PKCS#12 password file"));
+  }
+  const auto* data = reinterpret_cast<const unsigned char*>(content.data());
+  std::unique_ptr<PKCS12, Pkcs12Deleter> p12(
+      d2i_PKCS12(nullptr, &data, static_cast<long>(content.size())));
+  if (p12 == nullptr) {
+    return OpenSslError(
+        absl::StatusCode::kInvalidArgument,
+        absl::StrCat(path, ": neither PEM nor a PKCS#12 (DER) file"));
+  }
+  EVP_PKEY* pkey = nullptr;
+  X509* leaf = nullptr;
+  STACK_OF(X509)* cas = nullptr;
+  const int ok = PKCS12_parse(p12.get(), password.c_str(), &pkey, &leaf, &cas);
+  OPENSSL_cleanse(&password[0], password.size());
+  UniqueEvpPkey owned_key(pkey);
+  UniqueX509 owned_leaf(leaf);
+  auto free_cas = [](STACK_OF(X509)* s) { sk_X509_pop_free(s, X509_free); };
+  std::unique_ptr<STACK_OF(X509), decltype(free_cas)> owned_cas(cas, free_cas);
+  if (ok != 1) {
+    return OpenSslError(
+        absl::StatusCode::kInvalidArgument,
+        absl::StrCat(path, ": cannot open the PKCS#12 file (wrong password ",
+                     password_file.empty() ? "(none given: --password-file) "
+                                           : "",
+                     "or an unsupported cipher)"));
+  }
+  if (owned_key == nullptr || owned_leaf == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        path, ": the PKCS#12 file needs a private key and its certificate"));
+  }
+  Credential credential;
+  CERTSTORE_ASSIGN_OR_RETURN(credential.key,
+                             SoftwareKeyFromEvp(owned_key.get()));
+  auto to_der = [](X509* cert) {
+    unsigned char* der = nullptr;
+    int len = i2d_X509(cert, &der);
+    std::string out(reinterpret_cast<char*>(der), len > 0 ? len : 0);
+    OPENSSL_free(der);
+    return out;
+  };
+  credential.chain_der.push_back(to_der(owned_leaf.get()));
+  for (int i = 0; owned_cas != nullptr && i < sk_X509_num(owned_cas.get());
+       ++i) {
+    credential.chain_der.push_back(to_der(sk_X509_value(owned_cas.get(), i)));
+  }
+  return credential;
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> ReadInputFile(const std::string& path,
+                                          absl::string_view what,
+                                          size_t max_bytes) {
+  const std::string context = absl::StrCat(what, " ", path);
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+  if (fd < 0) {
+    return internal::ErrnoStatus(errno, context);
+  }
+  FdCloser closer{fd};
+  struct stat st;
+  if (fstat(fd, &st) != 0) {
+    return internal::ErrnoStatus(errno, context);
+  }
+  if (!S_ISREG(st.st_mode)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(context, ": not a regular file"));
+  }
+  if (static_cast<size_t>(st.st_size) > max_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        context, ": ", st.st_size, " bytes, more than the ", max_bytes,
+        " a credential can be"));
+  }
+  std::string content(static_cast<size_t>(st.st_size), '\0');
+  size_t done = 0;
+  while (done < content.size()) {
+    ssize_t n = read(fd, &content[done], content.size() - done);
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n < 0) {
+      return internal::ErrnoStatus(errno, context);
+    }
+    if (n == 0) {
+      break;
+    }
+    done += static_cast<size_t>(n);
+  }
+  content.resize(done);
+  return content;
+}
+
+absl::StatusOr<std::string> ReadSecretFile(const std::string& path,
+                                           absl::string_view what) {
+  struct stat st;
+  if (stat(path.c_str(), &st) != 0) {
+    return internal::ErrnoStatus(errno, absl::StrCat(what, " ", path));
+  }
+  CERTSTORE_RETURN_IF_ERROR(internal::CheckPrivateFile(st, path));
+  CERTSTORE_ASSIGN_OR_RETURN(std::string secret,
+                             ReadInputFile(path, what, 4096));
+  if (absl::EndsWith(secret, "\r\n")) {
+    secret.resize(secret.size() - 2);
+  } else if (absl::EndsWith(secret, "\n")) {
+    secret.resize(secret.size() - 1);
+  }
+  return secret;
+}
+
+absl::StatusOr<Credential> ReadCredential(const CredentialFiles& files) {
+  const bool separate = !files.cert.empty() || !files.key.empty();
+  if (files.bundle.empty() == !separate) {
+    return absl::InvalidArgumentError(
+        "give either one credential file (PEM bundle or PKCS#12) or --cert "
+        "and --key");
+  }
+  if (separate && (files.cert.empty() || files.key.empty())) {
+    return absl::InvalidArgumentError(
+        "--cert and --key go together: both files are needed");
+  }
+  const std::string& cert_path = separate ? files.cert : files.bundle;
+  const std::string& key_path = separate ? files.key : files.bundle;
+  CERTSTORE_ASSIGN_OR_RETURN(
+      std::string cert_content,
+      ReadInputFile(cert_path, "credential file", kMaxCredentialFileBytes));
+  if (!separate && !LooksLikePem(cert_content)) {
+    return ReadPkcs12(cert_path, cert_content, files.password_file);
+  }
+  if (!LooksLikePem(cert_content)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(cert_path, ": not a PEM file (no -----BEGIN line)"));
+  }
+  Credential credential;
+  absl::StatusOr<std::vector<std::string>> chain = PemToDerChain(cert_content);
+  if (!chain.ok() || chain->empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        cert_path, ": no certificate could be read",
+        chain.ok() ? "" : absl::StrCat(" (", chain.status().message(), ")")));
+  }
+  credential.chain_der = *std::move(chain);
+  std::string key_content;
+  if (separate) {
+    CERTSTORE_ASSIGN_OR_RETURN(
+        key_content,
+        ReadInputFile(key_path, "key file", kMaxCredentialFileBytes));
+  }
+  absl::StatusOr<std::shared_ptr<const Key>> key =
+      SoftwareKeyFromPem(separate ? key_content : cert_content);
+  OPENSSL_cleanse(&key_content[0], key_content.size());
+  if (!key.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(key_path, ": ", key.status().message()));
+  }
+  credential.key = *std::move(key);
+  CERTSTORE_RETURN_IF_ERROR(
+      PutLeafFirst(credential.chain_der, *credential.key, cert_path));
+  return credential;
+}
+
+}  // namespace certstore::cli

@@ -1,0 +1,38 @@
+// Runs the real `certstore` binary as a child process and reads what it
+// printed; writes credential files for it to import.
+#ifndef CERTSTORE_TESTS_CLI_CLI_RUNNER_H_
+#define CERTSTORE_TESTS_CLI_CLI_RUNNER_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/time/time.h"
+#include "certstore/key.h"
+#include "nlohmann/json.hpp"
+#include "tests/support/files.h"
+#include "tests/support/subprocess.h"
+
+namespace certstore::testing {
+
+// `certstore <args>` with an isolated environment: no CERTSTORE_URI /
+// CERTSTORE_CONFIG from the caller, XDG_STATE_HOME in the test's temp dir.
+ProcessResult RunCli(const std::vector<std::string>& args,
+                     std::vector<std::string> env = {},
+                     absl::Duration timeout = absl::Seconds(60));
+
+// Every line of `out` parsed as JSON (a line that does not parse fails the
+// test and is skipped).
+std::vector<nlohmann::json> JsonLines(const std::string& out);
+
+// The lines of `out` whose "kind" is `kind`.
+std::vector<nlohmann::json> JsonOfKind(const std::string& out,
+                                       const std::string& kind);
+
+// A PKCS#12 file of `chain_der` (leaf first) and `key`, encrypted with
+// `password` (OpenSSL 3 defaults: AES-256-CBC, PBKDF2).
+std::string MakePkcs12(const std::vector<std::string>& chain_der,
+                       const Key& key, const std::string& password);
+
+}  // namespace certstore::testing
+
+#endif  // CERTSTORE_TESTS_CLI_CLI_RUNNER_H_
