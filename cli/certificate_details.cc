@@ -78,8 +78,8 @@ absl::StatusOr<CertificateDetails> DescribeCertificate(absl::string_view der,
   details.public_key = PublicKeyText(cert.get());
   details.signature_algorithm = OBJ_nid2ln(X509_get_signature_nid(cert.get()));
   details.is_ca = X509_check_ca(cert.get()) != 0;
-  if (BIGNUM* bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert.get()),
-                                      nullptr)) {
+  if (BIGNUM* bn =
+          ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert.get()), nullptr)) {
     if (char* hex = BN_bn2hex(bn)) {
       details.serial = hex;
       OPENSSL_free(hex);

@@ -14,7 +14,7 @@ namespace certstore::cli {
 struct CertificateDetails {
   std::string subject;  // RFC 2253, e.g. "CN=app,DC=tenant"
   std::string issuer;
-  std::string serial;  // hex
+  std::string serial;                          // hex
   std::vector<std::string> subject_alt_names;  // "DNS:x", "URI:y", "IP:z"
   absl::Time not_before;
   absl::Time not_after;

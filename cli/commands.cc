@@ -51,8 +51,8 @@ absl::StatusOr<std::vector<EntryInfo>> EntriesOf(CertStore& store,
 }
 
 absl::Status NoEntry(const CertStore& store, const std::string& alias) {
-  return absl::NotFoundError(absl::StrCat(store.Name(), ": no entry for alias ",
-                                          QuoteAlias(alias)));
+  return absl::NotFoundError(
+      absl::StrCat(store.Name(), ": no entry for alias ", QuoteAlias(alias)));
 }
 
 // The best entry valid now, whatever its remaining lifetime; NotFound says
@@ -78,9 +78,9 @@ absl::StatusOr<std::shared_ptr<const Entry>> FindValidNow(
         now < info.not_before ? "not valid before " + Rfc3339(info.not_before)
                               : "expired " + Rfc3339(info.not_after)));
   }
-  return absl::NotFoundError(absl::StrCat(
-      store.Name(), ": alias ", QuoteAlias(alias),
-      " has no entry valid now (", absl::StrJoin(why, "; "), ")"));
+  return absl::NotFoundError(
+      absl::StrCat(store.Name(), ": alias ", QuoteAlias(alias),
+                   " has no entry valid now (", absl::StrJoin(why, "; "), ")"));
 }
 
 json InfoJson(const EntryInfo& info, absl::Time now) {
@@ -101,13 +101,13 @@ json InfoJson(const EntryInfo& info, absl::Time now) {
 absl::Status WriteOutputFile(const std::string& path,
                              const std::string& content, mode_t mode,
                              bool force) {
-  int flags = O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW |
-              (force ? O_TRUNC : O_EXCL);
+  int flags =
+      O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW | (force ? O_TRUNC : O_EXCL);
   int fd = open(path.c_str(), flags, mode);
   if (fd < 0) {
     if (errno == EEXIST) {
-      return absl::AlreadyExistsError(absl::StrCat(
-          "output file ", path, " exists (--force replaces it)"));
+      return absl::AlreadyExistsError(
+          absl::StrCat("output file ", path, " exists (--force replaces it)"));
     }
     return internal::ErrnoStatus(errno, absl::StrCat("output file ", path));
   }
@@ -156,9 +156,10 @@ absl::StatusOr<absl::Duration> ParseDurationFlag(const std::string& value,
   absl::string_view days = value;
   int64_t n = 0;
   // Certificates live days: "7d" too, which absl::ParseDuration lacks.
-  const bool parsed = absl::ConsumeSuffix(&days, "d") && absl::SimpleAtoi(days, &n)
-                          ? (d = absl::Hours(24 * n), true)
-                          : absl::ParseDuration(value, &d);
+  const bool parsed =
+      absl::ConsumeSuffix(&days, "d") && absl::SimpleAtoi(days, &n)
+          ? (d = absl::Hours(24 * n), true)
+          : absl::ParseDuration(value, &d);
   if (!parsed || d <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError(
         absl::StrCat(flag, " \"", value,
@@ -180,8 +181,8 @@ absl::StatusOr<LayeredStore*> CommandContext::Store() {
   Output* out = &out_;
   options.log = [out](LogLevel level, absl::string_view component,
                       absl::string_view message) {
-    out->Verbose(absl::StrCat(LogLevelName(level), " ", component, ": ",
-                              message));
+    out->Verbose(
+        absl::StrCat(LogLevelName(level), " ", component, ": ", message));
   };
   absl::StatusOr<std::unique_ptr<LayeredStore>> store = OpenStore(uri, options);
   if (!store.ok()) {
@@ -207,20 +208,20 @@ int RunList(CommandContext& context, const ListFlags& flags) {
   }
   const absl::Time now = Clock::System()->Now();
   if (entries->empty()) {
-    out.Note(absl::StrCat("no entries in ", (*store)->Name(),
-                          flags.prefix.empty()
-                              ? ""
-                              : absl::StrCat(" with prefix ",
-                                             QuoteAlias(flags.prefix))));
+    out.Note(absl::StrCat(
+        "no entries in ", (*store)->Name(),
+        flags.prefix.empty()
+            ? ""
+            : absl::StrCat(" with prefix ", QuoteAlias(flags.prefix))));
     return kExitOk;
   }
   out.Note("ALIAS\tTHUMBPRINT\tNOT_AFTER\tLEFT\tLAYER");
   for (const EntryInfo& info : *entries) {
-    out.Emit("entry", InfoJson(info, now),
-             absl::StrCat(QuoteAlias(info.alias), "\t", info.thumbprint, "\t",
-                          Rfc3339(info.not_after), "\t",
-                          FormatTimeLeft(info.not_after - now), "\t",
-                          info.store));
+    out.Emit(
+        "entry", InfoJson(info, now),
+        absl::StrCat(QuoteAlias(info.alias), "\t", info.thumbprint, "\t",
+                     Rfc3339(info.not_after), "\t",
+                     FormatTimeLeft(info.not_after - now), "\t", info.store));
   }
   return kExitOk;
 }
@@ -261,16 +262,17 @@ int RunShow(CommandContext& context, const AliasFlags& flags) {
         "created:      ", Rfc3339(info.created_at), "\n");
     if (is_best) {
       const Entry& entry = **best;
-      absl::StatusOr<CertificateDetails> leaf = DescribeCertificate(
-          entry.chain_der()[0], absl::StrCat("leaf of ", QuoteAlias(info.alias)));
+      absl::StatusOr<CertificateDetails> leaf =
+          DescribeCertificate(entry.chain_der()[0],
+                              absl::StrCat("leaf of ", QuoteAlias(info.alias)));
       if (!leaf.ok()) {
         return out.Fail(leaf.status());
       }
       std::vector<std::string> chain_subjects;
       for (size_t i = 1; i < entry.chain_der().size(); ++i) {
         absl::StatusOr<CertificateDetails> cert = DescribeCertificate(
-            entry.chain_der()[i], absl::StrCat("certificate ", i, " of ",
-                                               QuoteAlias(info.alias)));
+            entry.chain_der()[i],
+            absl::StrCat("certificate ", i, " of ", QuoteAlias(info.alias)));
         chain_subjects.push_back(cert.ok() ? cert->subject : "(undecodable)");
       }
       object["subject"] = leaf->subject;
@@ -285,8 +287,7 @@ int RunShow(CommandContext& context, const AliasFlags& flags) {
                             {"tenant_id", entry.metadata().tenant_id}};
       absl::StrAppend(
           &text, "subject:      ", leaf->subject, "\n",
-          "issuer:       ", leaf->issuer, "\n",
-          "SANs:         ",
+          "issuer:       ", leaf->issuer, "\n", "SANs:         ",
           leaf->subject_alt_names.empty()
               ? "(none)"
               : absl::StrJoin(leaf->subject_alt_names, ", "),
@@ -297,10 +298,10 @@ int RunShow(CommandContext& context, const AliasFlags& flags) {
               : absl::StrCat(": leaf, ", absl::StrJoin(chain_subjects, ", ")),
           "\n", "endpoint:     ", entry.metadata().endpoint, "\n",
           "client_id:    ", entry.metadata().client_id, "\n",
-          "tenant_id:    ", entry.metadata().tenant_id, "\n",
-          "servable:     ",
-          servable ? "yes" : "no: less than 24h left (the token client mints "
-                             "a new one)",
+          "tenant_id:    ", entry.metadata().tenant_id, "\n", "servable:     ",
+          servable ? "yes"
+                   : "no: less than 24h left (the token client mints "
+                     "a new one)",
           "\n");
     } else {
       absl::StrAppend(&text, "servable:     no (",
@@ -344,17 +345,16 @@ int RunImport(CommandContext& context, const ImportFlags& flags) {
     return out.Fail(put);
   }
   const Entry& e = **entry;
-  out.Emit("imported",
-           {{"alias", e.alias()},
-            {"thumbprint", e.thumbprint()},
-            {"not_after", Rfc3339(e.not_after())},
-            {"chain_length", e.chain_der().size()},
-            {"store", (*store)->Name()}},
-           absl::StrCat("imported ", QuoteAlias(e.alias()), " (",
-                        e.thumbprint(), ", ", e.chain_der().size(),
-                        " certificate(s), not after ",
-                        Rfc3339(e.not_after()), ") into ",
-                        (*store)->Name()));
+  out.Emit(
+      "imported",
+      {{"alias", e.alias()},
+       {"thumbprint", e.thumbprint()},
+       {"not_after", Rfc3339(e.not_after())},
+       {"chain_length", e.chain_der().size()},
+       {"store", (*store)->Name()}},
+      absl::StrCat("imported ", QuoteAlias(e.alias()), " (", e.thumbprint(),
+                   ", ", e.chain_der().size(), " certificate(s), not after ",
+                   Rfc3339(e.not_after()), ") into ", (*store)->Name()));
   return kExitOk;
 }
 
@@ -378,10 +378,10 @@ int RunExport(CommandContext& context, const ExportFlags& flags) {
   if (flags.include_key) {
     absl::StatusOr<std::string> key_pem = KeyToPem(*entry.key());
     if (!key_pem.ok()) {
-      return out.Fail(absl::PermissionDeniedError(absl::StrCat(
-          "the key of ", QuoteAlias(entry.alias()), " lives at ",
-          entry.key()->location(), " and cannot leave it (",
-          key_pem.status().message(), ")")));
+      return out.Fail(absl::PermissionDeniedError(
+          absl::StrCat("the key of ", QuoteAlias(entry.alias()), " lives at ",
+                       entry.key()->location(), " and cannot leave it (",
+                       key_pem.status().message(), ")")));
     }
     pem += *key_pem;
     OPENSSL_cleanse(&(*key_pem)[0], key_pem->size());
@@ -408,11 +408,11 @@ int RunExport(CommandContext& context, const ExportFlags& flags) {
     return out.Fail(written);
   }
   object["file"] = flags.out_file;
-  out.Emit("export", object,
-           absl::StrCat("exported ", entry.chain_der().size(),
-                        " certificate(s)", flags.include_key ? " and the key" : "",
-                        " of ", QuoteAlias(entry.alias()), " to ",
-                        flags.out_file));
+  out.Emit(
+      "export", object,
+      absl::StrCat("exported ", entry.chain_der().size(), " certificate(s)",
+                   flags.include_key ? " and the key" : "", " of ",
+                   QuoteAlias(entry.alias()), " to ", flags.out_file));
   return kExitOk;
 }
 
@@ -441,9 +441,9 @@ int RunDelete(CommandContext& context, const DeleteFlags& flags) {
       for (size_t i = 0; i < layers.size(); ++i) {
         names.push_back(absl::StrCat(i, "=", layers[i]->Name()));
       }
-      return out.Fail(absl::InvalidArgumentError(absl::StrCat(
-          "--layer \"", flags.layer, "\" is not a layer of ", store.Name(),
-          " (", absl::StrJoin(names, ", "), ")")));
+      return out.Fail(absl::InvalidArgumentError(
+          absl::StrCat("--layer \"", flags.layer, "\" is not a layer of ",
+                       store.Name(), " (", absl::StrJoin(names, ", "), ")")));
     }
   }
   absl::Status alias_ok = ValidateAlias(flags.alias);
@@ -457,12 +457,13 @@ int RunDelete(CommandContext& context, const DeleteFlags& flags) {
   if (*removed == 0) {
     return out.Fail(NoEntry(*target, flags.alias));
   }
-  out.Emit("deleted",
-           {{"alias", flags.alias}, {"removed", *removed},
-            {"store", target->Name()}},
-           absl::StrCat("deleted ", *removed, " entr", *removed == 1 ? "y" : "ies",
-                        " of ", QuoteAlias(flags.alias), " from ",
-                        target->Name()));
+  out.Emit(
+      "deleted",
+      {{"alias", flags.alias},
+       {"removed", *removed},
+       {"store", target->Name()}},
+      absl::StrCat("deleted ", *removed, " entr", *removed == 1 ? "y" : "ies",
+                   " of ", QuoteAlias(flags.alias), " from ", target->Name()));
   return kExitOk;
 }
 
@@ -492,8 +493,9 @@ int RunEvict(CommandContext& context, const AliasFlags& flags) {
   }
   out.Emit("evicted",
            {{"alias", flags.alias}, {"removed", total}, {"layers", per_layer}},
-           absl::StrCat("evicted ", QuoteAlias(flags.alias), " from every layer (",
-                        total, " removed; the next token request mints a new "
+           absl::StrCat("evicted ", QuoteAlias(flags.alias),
+                        " from every layer (", total,
+                        " removed; the next token request mints a new "
                         "binding)\n",
                         absl::StrJoin(lines, "\n")));
   return kExitOk;
@@ -575,8 +577,8 @@ int RunToken(CommandContext& context, const TokenFlags& flags) {
   Output* log_out = &out;
   options.log = [log_out](LogLevel level, absl::string_view component,
                           absl::string_view message) {
-    log_out->Verbose(absl::StrCat(LogLevelName(level), " ", component, ": ",
-                                  message));
+    log_out->Verbose(
+        absl::StrCat(LogLevelName(level), " ", component, ": ", message));
   };
   absl::StatusOr<LayeredStore*> store = context.Store();
   if (!store.ok()) {
@@ -621,12 +623,12 @@ int RunNeedsRenewal(CommandContext& context, const NeedsRenewalFlags& flags) {
   if (!flags.expires_in.empty()) {
     absl::string_view value = flags.expires_in;
     if (absl::ConsumeSuffix(&value, "%")) {
-      percent = absl::SimpleAtod(value, &fraction) && fraction > 0 &&
-                fraction <= 100;
+      percent =
+          absl::SimpleAtod(value, &fraction) && fraction > 0 && fraction <= 100;
       if (!percent) {
-        return out.Fail(absl::InvalidArgumentError(absl::StrCat(
-            "--expires-in \"", flags.expires_in,
-            "\": a percentage must be in (0, 100]")));
+        return out.Fail(absl::InvalidArgumentError(
+            absl::StrCat("--expires-in \"", flags.expires_in,
+                         "\": a percentage must be in (0, 100]")));
       }
       fraction /= 100;
     } else {
@@ -675,12 +677,11 @@ int RunNeedsRenewal(CommandContext& context, const NeedsRenewalFlags& flags) {
                              current->thumbprint);
     }
     needs = now >= renew_at;
-    why = absl::StrCat(needs ? "passed its renewal point " : "fresh until ",
-                       Rfc3339(renew_at),
-                       flags.expires_in.empty()
-                           ? " (half its lifetime, +/- 10 %)"
-                           : absl::StrCat(" (--expires-in ", flags.expires_in,
-                                          ")"));
+    why = absl::StrCat(
+        needs ? "passed its renewal point " : "fresh until ", Rfc3339(renew_at),
+        flags.expires_in.empty()
+            ? " (half its lifetime, +/- 10 %)"
+            : absl::StrCat(" (--expires-in ", flags.expires_in, ")"));
   }
   json object = {{"alias", flags.alias}, {"needs_renewal", needs}};
   if (current != nullptr) {

@@ -51,7 +51,7 @@ struct AliasFlags {
 struct ImportFlags {
   std::string alias;
   CredentialFiles files;
-  std::string endpoint;   // metadata the token client records
+  std::string endpoint;  // metadata the token client records
   std::string client_id;
   std::string tenant_id;
 };

@@ -76,15 +76,15 @@ absl::StatusOr<Credential> ReadPkcs12(const std::string& path,
   OPENSSL_cleanse(&password[0], password.size());
   UniqueEvpPkey owned_key(pkey);
   UniqueX509 owned_leaf(leaf);
-  auto free_cas = [](STACK_OF(X509)* s) { sk_X509_pop_free(s, X509_free); };
+  auto free_cas = [](STACK_OF(X509) * s) { sk_X509_pop_free(s, X509_free); };
   std::unique_ptr<STACK_OF(X509), decltype(free_cas)> owned_cas(cas, free_cas);
   if (ok != 1) {
     return OpenSslError(
         absl::StatusCode::kInvalidArgument,
-        absl::StrCat(path, ": cannot open the PKCS#12 file (wrong password ",
-                     password_file.empty() ? "(none given: --password-file) "
-                                           : "",
-                     "or an unsupported cipher)"));
+        absl::StrCat(
+            path, ": cannot open the PKCS#12 file (wrong password ",
+            password_file.empty() ? "(none given: --password-file) " : "",
+            "or an unsupported cipher)"));
   }
   if (owned_key == nullptr || owned_leaf == nullptr) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -128,9 +128,9 @@ absl::StatusOr<std::string> ReadInputFile(const std::string& path,
         absl::StrCat(context, ": not a regular file"));
   }
   if (static_cast<size_t>(st.st_size) > max_bytes) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        context, ": ", st.st_size, " bytes, more than the ", max_bytes,
-        " a credential can be"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(context, ": ", st.st_size, " bytes, more than the ",
+                     max_bytes, " a credential can be"));
   }
   std::string content(static_cast<size_t>(st.st_size), '\0');
   size_t done = 0;

@@ -88,12 +88,12 @@ class CheckList {
     const absl::Duration elapsed =
         current_ == &step ? absl::Now() - started_ : absl::ZeroDuration();
     current_ = nullptr;
-    nlohmann::json object = {{"step", step.id},
-                             {"title", step.title},
-                             {"result", result},
-                             {"detail", detail},
-                             {"elapsed_ms",
-                              absl::ToDoubleMilliseconds(elapsed)}};
+    nlohmann::json object = {
+        {"step", step.id},
+        {"title", step.title},
+        {"result", result},
+        {"detail", detail},
+        {"elapsed_ms", absl::ToDoubleMilliseconds(elapsed)}};
     if (!status.ok()) {
       object["code"] = StatusCodeName(status.code());
       if (first_failure_ == nullptr) {
@@ -113,14 +113,13 @@ class CheckList {
     if (first_failure_ != nullptr) {
       object["first_failure"] = first_failure_->id;
     }
-    out_.Emit("doctor", object,
-              failures_ == 0
-                  ? absl::StrCat("doctor: no problem found (", checks_,
-                                 " checks)")
-                  : absl::StrCat("doctor: ", failures_, " check",
-                                 failures_ == 1 ? "" : "s",
-                                 " failed; the first: ",
-                                 first_failure_->title));
+    out_.Emit(
+        "doctor", object,
+        failures_ == 0
+            ? absl::StrCat("doctor: no problem found (", checks_, " checks)")
+            : absl::StrCat("doctor: ", failures_, " check",
+                           failures_ == 1 ? "" : "s",
+                           " failed; the first: ", first_failure_->title));
     return exit_code_;
   }
 
@@ -155,12 +154,12 @@ absl::StatusOr<std::string> CheckChainLinks(const Entry& entry) {
   }
   X509* last = chain->back();
   const bool root = X509_check_issued(last, last) == X509_V_OK;
-  return absl::StrCat(chain->size(), " certificate(s), each signed by the next; ",
-                      root ? "ends at the root " : "ends at ",
-                      root ? SubjectName(last) : "",
-                      root ? "" : absl::StrCat("an intermediate issued by ",
-                                               IssuerName(last),
-                                               " (the server must trust it)"));
+  return absl::StrCat(
+      chain->size(), " certificate(s), each signed by the next; ",
+      root ? "ends at the root " : "ends at ", root ? SubjectName(last) : "",
+      root ? ""
+           : absl::StrCat("an intermediate issued by ", IssuerName(last),
+                          " (the server must trust it)"));
 }
 
 void NetworkChecks(CheckList& checks, const DoctorFlags& flags,
@@ -221,8 +220,9 @@ void NetworkChecks(CheckList& checks, const DoctorFlags& flags,
     }
     return;
   }
-  checks.Pass(kConnect, absl::StrCat(report.address, " accepted a connection in ",
-                                     FormatElapsed(report.connect.elapsed)));
+  checks.Pass(kConnect,
+              absl::StrCat(report.address, " accepted a connection in ",
+                           FormatElapsed(report.connect.elapsed)));
   if (!report.certificate_requested) {
     if (report.handshake.ok()) {
       checks.Fail(kIssuer,
@@ -235,10 +235,10 @@ void NetworkChecks(CheckList& checks, const DoctorFlags& flags,
                   "it accepts");
     }
   } else if (entry == nullptr) {
-    checks.Skip(kIssuer, absl::StrCat("no entry to compare with; the server "
-                                      "accepts ",
-                                      report.acceptable_ca_names.size(),
-                                      " issuer(s)"));
+    checks.Skip(kIssuer,
+                absl::StrCat("no entry to compare with; the server "
+                             "accepts ",
+                             report.acceptable_ca_names.size(), " issuer(s)"));
   } else {
     std::string matched;
     if (ChainIssuerAccepted(entry->chain_der(), report.acceptable_ca_names_der,
@@ -261,12 +261,12 @@ void NetworkChecks(CheckList& checks, const DoctorFlags& flags,
   if (!report.handshake.ok()) {
     checks.Fail(kHandshake, report.handshake.status);
   } else {
-    checks.Pass(kHandshake,
-                absl::StrCat(report.tls_version, " in ",
-                             FormatElapsed(report.handshake.elapsed),
-                             entry == nullptr
-                                 ? " (without a client certificate)"
-                                 : ", presenting the entry's chain"));
+    checks.Pass(
+        kHandshake,
+        absl::StrCat(report.tls_version, " in ",
+                     FormatElapsed(report.handshake.elapsed),
+                     entry == nullptr ? " (without a client certificate)"
+                                      : ", presenting the entry's chain"));
   }
   if (!report.handshake.ok()) {
     checks.Skip(kToken, "no TLS session");
@@ -323,10 +323,10 @@ absl::StatusOr<std::shared_ptr<const Entry>> FindEntry(
           "client mints a new one"));
     }
     if (now < info.not_before) {
-      return absl::OutOfRangeError(absl::StrCat(
-          "alias ", QuoteAlias(alias), ": ", info.thumbprint,
-          " is not valid before ", Rfc3339(info.not_before),
-          " (is the clock right?)"));
+      return absl::OutOfRangeError(
+          absl::StrCat("alias ", QuoteAlias(alias), ": ", info.thumbprint,
+                       " is not valid before ", Rfc3339(info.not_before),
+                       " (is the clock right?)"));
     }
     return absl::DataLossError(absl::StrCat(
         info.store, ": alias ", QuoteAlias(alias), ": ", info.thumbprint,
@@ -358,9 +358,9 @@ void Walk(CommandContext& context, const DoctorFlags& flags, CheckList& checks,
     return;
   }
   LayeredStore& store = **opened;
-  checks.Pass(kStore, absl::StrCat(store.Name(), " (", store.layers().size(),
-                                   " layer", store.layers().size() == 1 ? "" : "s",
-                                   ")"));
+  checks.Pass(kStore,
+              absl::StrCat(store.Name(), " (", store.layers().size(), " layer",
+                           store.layers().size() == 1 ? "" : "s", ")"));
   if (flags.alias.empty()) {
     for (const Step* step : local) {
       checks.Skip(*step, "no alias given");

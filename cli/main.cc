@@ -2,7 +2,6 @@
 // --help with options, exit codes and examples; docs/cli.md has the JSON
 // schema.
 #include <CLI/CLI.hpp>
-
 #include <string>
 
 #include "cli/commands.h"
@@ -52,24 +51,28 @@ int main(int argc, char** argv) {
 
   ListFlags list_flags;
   CLI::App* list = app.add_subcommand(
-      "list", "List stored entries: alias, thumbprint, not_after, time left, "
-              "layer");
+      "list",
+      "List stored entries: alias, thumbprint, not_after, time left, "
+      "layer");
   list->add_option("--prefix", list_flags.prefix,
                    "Only aliases starting with this");
-  list->footer(Footer("  certstore list\n  certstore --output json list "
-                      "--prefix 'app'"));
+  list->footer(
+      Footer("  certstore list\n  certstore --output json list "
+             "--prefix 'app'"));
 
   AliasFlags show_flags;
   CLI::App* show = app.add_subcommand(
-      "show", "Show an alias's entries: subject, issuer, SANs, validity, key, "
-              "chain, thumbprint, metadata");
+      "show",
+      "Show an alias's entries: subject, issuer, SANs, validity, key, "
+      "chain, thumbprint, metadata");
   show->add_option("alias", show_flags.alias, "Alias")->required();
   show->footer(Footer("  certstore show 'app#att=0'"));
 
   ImportFlags import_flags;
   CLI::App* import = app.add_subcommand(
-      "import", "Store a credential from a PEM bundle, a PKCS#12 file, or "
-                "--cert and --key files");
+      "import",
+      "Store a credential from a PEM bundle, a PKCS#12 file, or "
+      "--cert and --key files");
   import->alias("put");
   import->add_option("alias", import_flags.alias, "Alias")->required();
   import->add_option("file", import_flags.files.bundle,
@@ -95,17 +98,20 @@ int main(int argc, char** argv) {
 
   ExportFlags export_flags;
   CLI::App* exporter = app.add_subcommand(
-      "export", "Write an alias's certificate chain as PEM (and its key with "
-                "--include-key, when the store allows it)");
+      "export",
+      "Write an alias's certificate chain as PEM (and its key with "
+      "--include-key, when the store allows it)");
   exporter->add_option("alias", export_flags.alias, "Alias")->required();
   exporter->add_option("--out", export_flags.out_file,
                        "File to write (default: stdout, chain only)");
   exporter->add_flag("--include-key", export_flags.include_key,
                      "Also write the private key (needs --out; file 0600; "
                      "token keys never leave the token)");
-  exporter->add_flag("--force", export_flags.force, "Replace --out if it exists");
-  exporter->footer(Footer("  certstore export app > chain.pem\n"
-                          "  certstore export app --include-key --out app.pem"));
+  exporter->add_flag("--force", export_flags.force,
+                     "Replace --out if it exists");
+  exporter->footer(
+      Footer("  certstore export app > chain.pem\n"
+             "  certstore export app --include-key --out app.pem"));
 
   DeleteFlags delete_flags;
   CLI::App* remove = app.add_subcommand(
@@ -113,30 +119,35 @@ int main(int argc, char** argv) {
   remove->add_option("alias", delete_flags.alias, "Alias")->required();
   remove->add_option("--layer", delete_flags.layer,
                      "Only this layer: its index (0 = top) or its URI");
-  remove->footer(Footer("  certstore delete app\n"
-                        "  certstore delete app --layer 1"));
+  remove->footer(
+      Footer("  certstore delete app\n"
+             "  certstore delete app --layer 1"));
 
   AliasFlags evict_flags;
   CLI::App* evict = app.add_subcommand(
-      "evict", "Evict an alias from every layer, as the token client does on "
-               "a credential failure; 0 removed is not an error");
+      "evict",
+      "Evict an alias from every layer, as the token client does on "
+      "a credential failure; 0 removed is not an error");
   evict->add_option("alias", evict_flags.alias, "Alias")->required();
   evict->footer(Footer("  certstore evict 'app#att=0'"));
 
   AliasFlags probe_flags;
   CLI::App* probe = app.add_subcommand(
-      "probe", "Prove an alias's key usable now: sign a fresh challenge and "
-               "verify it with the certificate");
+      "probe",
+      "Prove an alias's key usable now: sign a fresh challenge and "
+      "verify it with the certificate");
   probe->add_option("alias", probe_flags.alias, "Alias")->required();
   probe->footer(Footer("  certstore probe 'app#att=0'"));
 
   TokenFlags token_flags;
   CLI::App* token = app.add_subcommand(
-      "token", "Get an access token with the token client (mints the binding "
-               "if needed); prints its metadata, not the token");
-  token->add_option("--scope", token_flags.scope,
-                    "Resource, e.g. https://vault.example (\"/.default\" is "
-                    "appended)")
+      "token",
+      "Get an access token with the token client (mints the binding "
+      "if needed); prints its metadata, not the token");
+  token
+      ->add_option("--scope", token_flags.scope,
+                   "Resource, e.g. https://vault.example (\"/.default\" is "
+                   "appended)")
       ->required();
   token->add_option("--issuing-url", token_flags.issuing_url,
                     "IMDS-style issuing endpoint (or $CERTSTORE_ISSUING_URL)");
@@ -151,9 +162,9 @@ int main(int argc, char** argv) {
                   "Also print the access token (a secret)");
   token->add_option("--timeout", token_flags.timeout,
                     "Deadline of the whole call (default 20s)");
-  token->footer(Footer(
-      "  certstore token --scope https://vault.example --issuing-url "
-      "http://169.254.169.254 --server-ca token-ca.pem"));
+  token->footer(
+      Footer("  certstore token --scope https://vault.example --issuing-url "
+             "http://169.254.169.254 --server-ca token-ca.pem"));
 
   NeedsRenewalFlags renewal_flags;
   CLI::App* renewal = app.add_subcommand(
@@ -177,8 +188,9 @@ int main(int argc, char** argv) {
 
   DoctorFlags doctor_flags;
   CLI::App* doctor = app.add_subcommand(
-      "doctor", "Walk the path of an mTLS call step by step and say what is "
-                "wrong (store, entry, key, chain, endpoint, handshake, token)");
+      "doctor",
+      "Walk the path of an mTLS call step by step and say what is "
+      "wrong (store, entry, key, chain, endpoint, handshake, token)");
   doctor->add_option("alias", doctor_flags.alias,
                      "Alias to check (without: the store and the endpoint)");
   doctor->add_option("--endpoint", doctor_flags.endpoint,
@@ -231,9 +243,9 @@ int main(int argc, char** argv) {
     return code == 0 ? kExitOk : kExitUsage;
   }
 
-  Output output(global.output == "json" ? Output::Format::kJson
-                                        : Output::Format::kText,
-                global.quiet, global.verbose);
+  Output output(
+      global.output == "json" ? Output::Format::kJson : Output::Format::kText,
+      global.quiet, global.verbose);
   CommandContext context(global, output);
   if (list->parsed()) return RunList(context, list_flags);
   if (show->parsed()) return RunShow(context, show_flags);

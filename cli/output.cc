@@ -15,7 +15,8 @@ void Output::Emit(absl::string_view kind, nlohmann::json object,
     return;
   }
   if (json()) {
-    nlohmann::json line = {{"schema", kJsonSchema}, {"kind", std::string(kind)}};
+    nlohmann::json line = {{"schema", kJsonSchema},
+                           {"kind", std::string(kind)}};
     line.update(object);
     std::fprintf(out_, "%s\n", line.dump().c_str());
   } else {

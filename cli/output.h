@@ -24,7 +24,10 @@ class Output {
 
   Output(Format format, bool quiet, bool verbose, std::FILE* out = stdout,
          std::FILE* err = stderr)
-      : format_(format), quiet_(quiet), verbose_(verbose), out_(out),
+      : format_(format),
+        quiet_(quiet),
+        verbose_(verbose),
+        out_(out),
         err_(err) {}
 
   bool json() const { return format_ == Format::kJson; }

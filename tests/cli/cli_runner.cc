@@ -22,7 +22,7 @@ ProcessResult RunCli(const std::vector<std::string>& args,
   options.env = std::move(env);
   for (const std::string& isolated : std::vector<std::string>{
            "CERTSTORE_URI=", "CERTSTORE_CONFIG=", "CERTSTORE_ISSUING_URL=",
-        "XDG_STATE_HOME=" + ::testing::TempDir() + "/cli-state"}) {
+           "XDG_STATE_HOME=" + ::testing::TempDir() + "/cli-state"}) {
     const std::string name = isolated.substr(0, isolated.find('=') + 1);
     bool given = false;
     for (const std::string& e : options.env) {
@@ -74,8 +74,8 @@ std::string MakePkcs12(const std::vector<std::string>& chain_der,
   for (size_t i = 1; i < chain_der.size(); ++i) {
     sk_X509_push(cas, decode(chain_der[i]));
   }
-  PKCS12* p12 = PKCS12_create(password.c_str(), "binding", key.evp_pkey(),
-                              leaf, cas, 0, 0, 0, 0, 0);
+  PKCS12* p12 = PKCS12_create(password.c_str(), "binding", key.evp_pkey(), leaf,
+                              cas, 0, 0, 0, 0, 0);
   std::string out;
   if (p12 != nullptr) {
     unsigned char* der = nullptr;

@@ -94,8 +94,7 @@ class CliAgainstEmulatorTest : public ::testing::Test {
     Doctor doctor;
     doctor.run = Cli(args, absl::Seconds(30));
     doctor.checks = JsonOfKind(doctor.run.out, "check");
-    std::vector<nlohmann::json> summary =
-        JsonOfKind(doctor.run.out, "doctor");
+    std::vector<nlohmann::json> summary = JsonOfKind(doctor.run.out, "doctor");
     EXPECT_THAT(summary, SizeIs(1)) << doctor.run.out << doctor.run.err;
     if (summary.size() == 1) {
       doctor.first_failure = summary[0].value("first_failure", "");
@@ -111,7 +110,28 @@ class CliAgainstEmulatorTest : public ::testing::Test {
   std::string store_;
 };
 
-TEST_F(CliAgainstEmulatorTest, TokenMintsOnceAcrossProcessesAndHidesTheToken) {
+// The same on every persistent backend.
+class CliBackendAgainstEmulatorTest
+    : public CliAgainstEmulatorTest,
+      public ::testing::WithParamInterface<std::string> {
+ protected:
+  void SetUp() override {
+    CliAgainstEmulatorTest::SetUp();
+    if (GetParam() == "file") {
+      store_ = "file:" + dir_.path() + "/certs";
+    } else if (GetParam() == "pkcs11") {
+      static int next = 0;
+      auto token = SoftHsmToken::Create(absl::StrCat("cli-emu-", next++));
+      ASSERT_TRUE(token.ok()) << token.status();
+      token_ = *std::move(token);
+      store_ = token_->Uri();
+    }  // else the fixture's sqlite store
+  }
+
+  std::unique_ptr<SoftHsmToken> token_;
+};
+
+TEST_P(CliBackendAgainstEmulatorTest, TokenMintsOnceAcrossProcessesAndHidesTheToken) {
   auto [alias, thumbprint] = Mint();
   ASSERT_FALSE(alias.empty());
   EXPECT_EQ(alias, emulator_->client_id() + "#att=0");
@@ -128,7 +148,8 @@ TEST_F(CliAgainstEmulatorTest, TokenMintsOnceAcrossProcessesAndHidesTheToken) {
   ASSERT_EQ(printed.exit_code, 0) << printed.err;
   std::vector<nlohmann::json> tokens = JsonOfKind(printed.out, "token");
   ASSERT_THAT(tokens, SizeIs(1));
-  auto claims = emulator_->DecodeToken(tokens[0]["access_token"].get<std::string>());
+  auto claims =
+      emulator_->DecodeToken(tokens[0]["access_token"].get<std::string>());
   ASSERT_TRUE(claims.ok()) << claims.status();
   EXPECT_EQ(claims->thumbprint, thumbprint);
   // Three processes, one binding.
@@ -138,15 +159,15 @@ TEST_F(CliAgainstEmulatorTest, TokenMintsOnceAcrossProcessesAndHidesTheToken) {
   ProcessResult no_url = Cli({"token", "--scope", kScope});
   EXPECT_EQ(no_url.exit_code, 2);
   EXPECT_THAT(no_url.err, HasSubstr("--issuing-url"));
-  ProcessResult from_env = RunCli(
-      {"--store", store_, "-q", "token", "--scope", kScope, "--server-ca",
-       ca_file_},
-      {"CERTSTORE_ISSUING_URL=" + emulator_->issuing_url()});
+  ProcessResult from_env =
+      RunCli({"--store", store_, "-q", "token", "--scope", kScope,
+              "--server-ca", ca_file_},
+             {"CERTSTORE_ISSUING_URL=" + emulator_->issuing_url()});
   EXPECT_EQ(from_env.exit_code, 0) << from_env.err;
   EXPECT_EQ(from_env.out, "");
 }
 
-TEST_F(CliAgainstEmulatorTest, TokenHealsARevokedBindingAndReportsIt) {
+TEST_P(CliBackendAgainstEmulatorTest, TokenHealsARevokedBindingAndReportsIt) {
   auto [alias, thumbprint] = Mint();
   emulator_->Revoke(thumbprint);
   ProcessResult r =
@@ -160,7 +181,7 @@ TEST_F(CliAgainstEmulatorTest, TokenHealsARevokedBindingAndReportsIt) {
   EXPECT_EQ(emulator_->GetCounters().mints, 2);
 }
 
-TEST_F(CliAgainstEmulatorTest, DoctorPassesEveryCheckOnAHealthyBinding) {
+TEST_P(CliBackendAgainstEmulatorTest, DoctorPassesEveryCheckOnAHealthyBinding) {
   auto [alias, thumbprint] = Mint();
   Doctor doctor = RunDoctor({alias, "--server-ca", ca_file_});
   EXPECT_EQ(doctor.run.exit_code, 0) << doctor.run.out;
@@ -173,16 +194,16 @@ TEST_F(CliAgainstEmulatorTest, DoctorPassesEveryCheckOnAHealthyBinding) {
 
   ProcessResult text = Cli({"doctor", alias, "--server-ca", ca_file_});
   EXPECT_EQ(text.exit_code, 0);
-  EXPECT_THAT(text.out,
-              AllOf(HasSubstr("✓ store opens"),
-                    HasSubstr("✓ entry present and unexpired"),
-                    HasSubstr("✓ key matches certificate"),
-                    HasSubstr("✓ key signs"), HasSubstr("✓ chain complete"),
-                    HasSubstr("✓ endpoint reachable"),
-                    HasSubstr("✓ server accepts our issuer"),
-                    HasSubstr("✓ TLS handshake completes"),
-                    HasSubstr("✓ token request answered"),
-                    HasSubstr("doctor: no problem found")));
+  EXPECT_THAT(
+      text.out,
+      AllOf(HasSubstr("✓ store opens"),
+            HasSubstr("✓ entry present and unexpired"),
+            HasSubstr("✓ key matches certificate"), HasSubstr("✓ key signs"),
+            HasSubstr("✓ chain complete"), HasSubstr("✓ endpoint reachable"),
+            HasSubstr("✓ server accepts our issuer"),
+            HasSubstr("✓ TLS handshake completes"),
+            HasSubstr("✓ token request answered"),
+            HasSubstr("doctor: no problem found")));
 }
 
 TEST_F(CliAgainstEmulatorTest, DoctorNamesTheFailingStepForEachFault) {
@@ -195,13 +216,29 @@ TEST_F(CliAgainstEmulatorTest, DoctorNamesTheFailingStepForEachFault) {
     int exit_code;
     const char* detail;
   } kCases[] = {
-      {"reset", {FaultKind::kResetDuringHandshake, 10}, {}, "handshake", 5,
+      {"reset",
+       {FaultKind::kResetDuringHandshake, 10},
+       {},
+       "handshake",
+       5,
        "reset"},
-      {"hang", {FaultKind::kHang, 10}, {"--handshake-timeout", "1s"},
-       "handshake", 5, "TLS handshake"},
-      {"alert", {FaultKind::kTlsAlert, 10, TlsAlert::kBadCertificate}, {},
-       "handshake", 4, "bad_certificate"},
-      {"invalid_client", {FaultKind::kInvalidClient, 10}, {}, "token", 4,
+      {"hang",
+       {FaultKind::kHang, 10},
+       {"--handshake-timeout", "1s"},
+       "handshake",
+       5,
+       "TLS handshake"},
+      {"alert",
+       {FaultKind::kTlsAlert, 10, TlsAlert::kBadCertificate},
+       {},
+       "handshake",
+       4,
+       "bad_certificate"},
+      {"invalid_client",
+       {FaultKind::kInvalidClient, 10},
+       {},
+       "token",
+       4,
        "invalid_client"},
   };
   for (const auto& c : kCases) {
@@ -228,21 +265,22 @@ TEST_F(CliAgainstEmulatorTest, DoctorSeesAServerThatDoesNotAcceptOurIssuer) {
   ASSERT_TRUE(other.ok()) << other.status();
   const std::string other_ca = dir_.path() + "/other-ca.pem";
   WriteFile(other_ca, (*other)->ca_root_pem(), 0644);
-  Doctor doctor = RunDoctor({alias, "--endpoint", (*other)->token_url(),
-                             "--server-ca", other_ca});
+  Doctor doctor = RunDoctor(
+      {alias, "--endpoint", (*other)->token_url(), "--server-ca", other_ca});
   EXPECT_EQ(doctor.first_failure, "issuer") << doctor.run.out;
   EXPECT_EQ(doctor.run.exit_code, 6);
   EXPECT_THAT(doctor.Detail("issuer"), HasSubstr("accepted CAs"));
   EXPECT_EQ(doctor.Result("handshake"), "failed");
 }
 
-TEST_F(CliAgainstEmulatorTest, DoctorOnAnUnreachableEndpointStaysInItsDeadline) {
+TEST_F(CliAgainstEmulatorTest,
+       DoctorOnAnUnreachableEndpointStaysInItsDeadline) {
   auto [alias, thumbprint] = Mint();
   auto blackhole = ConnectBlackhole::Start();
   ASSERT_TRUE(blackhole.ok()) << blackhole.status();
   absl::Time start = absl::Now();
-  Doctor doctor = RunDoctor({alias, "--endpoint", (*blackhole)->url(),
-                             "--connect-timeout", "1s"});
+  Doctor doctor = RunDoctor(
+      {alias, "--endpoint", (*blackhole)->url(), "--connect-timeout", "1s"});
   EXPECT_LT(absl::Now() - start, absl::Seconds(4));
   EXPECT_EQ(doctor.first_failure, "connect") << doctor.run.out;
   EXPECT_EQ(doctor.run.exit_code, 5);
@@ -265,8 +303,8 @@ TEST_F(CliAgainstEmulatorTest, DoctorReportsAnExpiredEntryAndAMissingOne) {
   expired.not_before = absl::Now() - absl::Hours(24 * 8);
   expired.not_after = absl::Now() - absl::Hours(24);
   const std::string file = dir_.path() + "/expired.pem";
-  WriteFile(file, DerChainToPem(pki.IssueChain(*key, expired)) +
-                      *KeyToPem(*key));
+  WriteFile(file,
+            DerChainToPem(pki.IssueChain(*key, expired)) + *KeyToPem(*key));
   ASSERT_EQ(Cli({"import", "old", file, "--endpoint", emulator_->token_url()})
                 .exit_code,
             0);
@@ -279,7 +317,8 @@ TEST_F(CliAgainstEmulatorTest, DoctorReportsAnExpiredEntryAndAMissingOne) {
   Doctor missing = RunDoctor({"nope"});
   EXPECT_EQ(missing.first_failure, "entry");
   EXPECT_EQ(missing.run.exit_code, 3);
-  EXPECT_THAT(missing.Detail("entry"), HasSubstr("no entry for alias \"nope\""));
+  EXPECT_THAT(missing.Detail("entry"),
+              HasSubstr("no entry for alias \"nope\""));
 }
 
 TEST_F(CliAgainstEmulatorTest, DoctorReportsAStoreThatDoesNotOpen) {
@@ -349,13 +388,17 @@ TEST_F(CliAgainstEmulatorTest, DoctorOnATokenWhoseKeyWasDeletedOrReplaced) {
 
   ASSERT_TRUE((*token)
                   ->Pkcs11Tool("--login --keypairgen --key-type EC:prime256v1 "
-                               "--id " + id + " --label '" + alias + "'")
+                               "--id " +
+                               id + " --label '" + alias + "'")
                   .ok());
   // A new key under the old certificate's id: the store refuses the pair.
   Doctor replaced = RunDoctor({alias, "--server-ca", ca_file_});
   EXPECT_EQ(replaced.first_failure, "entry") << replaced.run.out;
   EXPECT_THAT(replaced.Detail("entry"), HasSubstr("does not match"));
 }
+
+INSTANTIATE_TEST_SUITE_P(Backends, CliBackendAgainstEmulatorTest,
+                         ::testing::Values("sqlite", "file", "pkcs11"));
 
 }  // namespace
 }  // namespace certstore::testing

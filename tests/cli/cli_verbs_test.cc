@@ -53,8 +53,8 @@ class CliVerbsTest : public ::testing::TestWithParam<Backend> {
     }
     now_ = absl::FromUnixSeconds(absl::ToUnixSeconds(absl::Now()));
     key_ = PoolKey(KeyType::kEcP256, 0);
-    chain_ = pki_.IssueChain(*key_, Validity(now_ - absl::Hours(1),
-                                             now_ + absl::Hours(24 * 7)));
+    chain_ = pki_.IssueChain(
+        *key_, Validity(now_ - absl::Hours(1), now_ + absl::Hours(24 * 7)));
     thumbprint_ = Thumbprint(chain_[0]);
     bundle_ = dir_.path() + "/app.pem";
     WriteFile(bundle_, DerChainToPem(chain_) + *KeyToPem(*key_));
@@ -192,8 +192,8 @@ TEST_P(CliVerbsTest, ExportWritesTheChainAndTheKeyOnlyWhereAllowed) {
     EXPECT_THAT(ReadFile(out), Not(HasSubstr("PRIVATE KEY")));
   } else {
     EXPECT_EQ(with_key.exit_code, 4);
-    EXPECT_THAT(with_key.err, AllOf(HasSubstr("cannot leave"),
-                                    HasSubstr("pkcs11:")));
+    EXPECT_THAT(with_key.err,
+                AllOf(HasSubstr("cannot leave"), HasSubstr("pkcs11:")));
     EXPECT_NE(access(out.c_str(), F_OK), 0) << "no file on refusal";
   }
 }
@@ -240,9 +240,9 @@ TEST_P(CliVerbsTest, ProbeSignsAndReportsTheTime) {
   Import("app");
   ProcessResult probe = Cli({"probe", "app"});
   ASSERT_EQ(probe.exit_code, 0) << probe.err;
-  EXPECT_THAT(probe.out, AllOf(HasSubstr("✓ key of \"app\""),
-                               HasSubstr("signs and verifies"),
-                               HasSubstr(" ms")));
+  EXPECT_THAT(probe.out,
+              AllOf(HasSubstr("✓ key of \"app\""),
+                    HasSubstr("signs and verifies"), HasSubstr(" ms")));
   ProcessResult json = Cli({"--output", "json", "probe", "app"});
   std::vector<nlohmann::json> lines = JsonOfKind(json.out, "probe");
   ASSERT_THAT(lines, SizeIs(1));
@@ -299,8 +299,9 @@ TEST_P(CliVerbsTest, NeedsRenewalExitsLikeStepCli) {
 // code, and the store left as it was.
 TEST_P(CliVerbsTest, BadCredentialFilesAreRefusedAndChangeNothing) {
   const std::string garbage = dir_.path() + "/garbage.pem";
-  WriteFile(garbage, "-----BEGIN CERTIFICATE-----\nnot base64 at all\n"
-                     "-----END CERTIFICATE-----\n");
+  WriteFile(garbage,
+            "-----BEGIN CERTIFICATE-----\nnot base64 at all\n"
+            "-----END CERTIFICATE-----\n");
   const std::string certs_only = dir_.path() + "/certs-only.pem";
   WriteFile(certs_only, DerChainToPem(chain_), 0644);
   const std::string other_key = dir_.path() + "/other-key.pem";
@@ -331,7 +332,9 @@ TEST_P(CliVerbsTest, BadCredentialFilesAreRefusedAndChangeNothing) {
       {{"import", "a", "--cert", certs_only, "--key", other_key},
        6,
        "no certificate matches the private key"},
-      {{"import", "a", "--cert", certs_only}, 2, "--cert and --key go together"},
+      {{"import", "a", "--cert", certs_only},
+       2,
+       "--cert and --key go together"},
       {{"import", "a", p12, "--password-file", pass}, 2, "wrong password"},
       {{"import", "a", p12, "--password-file", open_pass}, 4, open_pass},
       {{"import", "a"}, 2, "either one credential file"},
@@ -386,8 +389,8 @@ TEST(CliUsageTest, EveryVerbHasHelpWithExitCodesAndExamples) {
   ProcessResult top = RunCli({"--help"});
   EXPECT_EQ(top.exit_code, 0);
   for (const char* verb :
-       {"list", "show", "import", "export", "delete", "evict", "probe",
-        "token", "needs-renewal", "doctor"}) {
+       {"list", "show", "import", "export", "delete", "evict", "probe", "token",
+        "needs-renewal", "doctor"}) {
     EXPECT_THAT(top.out, HasSubstr(verb));
     ProcessResult help = RunCli({verb, "--help"});
     EXPECT_EQ(help.exit_code, 0) << verb;
@@ -402,8 +405,8 @@ TEST(CliUsageTest, BadStoresNameTheUriAndTheProblem) {
   ProcessResult scheme = RunCli({"--store", "redis://x", "list"});
   EXPECT_EQ(scheme.exit_code, 2);
   EXPECT_THAT(scheme.err, HasSubstr("redis"));
-  ProcessResult json = RunCli({"--output", "json", "--store", "redis://x",
-                               "list"});
+  ProcessResult json =
+      RunCli({"--output", "json", "--store", "redis://x", "list"});
   std::vector<nlohmann::json> errors = JsonOfKind(json.err, "error");
   ASSERT_THAT(errors, SizeIs(1));
   EXPECT_EQ(errors[0]["code"], "INVALID_ARGUMENT");
@@ -423,8 +426,8 @@ TEST(CliUsageTest, BadStoresNameTheUriAndTheProblem) {
   ProcessResult bad_config = RunCli({"--config", config, "list"});
   EXPECT_EQ(bad_config.exit_code, 2);
   EXPECT_THAT(bad_config.err, HasSubstr(config));
-  ProcessResult no_config = RunCli({"--config", dir.path() + "/none.json",
-                                    "list"});
+  ProcessResult no_config =
+      RunCli({"--config", dir.path() + "/none.json", "list"});
   EXPECT_EQ(no_config.exit_code, 3);
 
   // The config file and $CERTSTORE_URI choose the store too.
@@ -443,6 +446,10 @@ TEST(CliUsageTest, MemoryStoreListsNothingAndFindsNothing) {
   EXPECT_EQ(list.exit_code, 0);
   EXPECT_THAT(list.out, HasSubstr("no entries in memory:"));
   EXPECT_EQ(RunCli({"--store", "memory:", "show", "app"}).exit_code, 3);
+  ProcessResult verbose = RunCli({"-v", "--store", "memory:", "list"});
+  EXPECT_EQ(verbose.exit_code, 0);
+  EXPECT_THAT(verbose.err, HasSubstr("certstore: store: memory:"));
+  EXPECT_EQ(RunCli({"--store", "memory:", "list"}).err, "");
 }
 
 }  // namespace

@@ -71,8 +71,8 @@ ProcessResult RunProcess(const std::vector<std::string>& argv,
     close(out_pipe[0]);
     close(err_pipe[0]);
     close(in_pipe[1]);
-    result.err = absl::StrCat("posix_spawnp ", argv[0], ": ",
-                              std::strerror(spawned));
+    result.err =
+        absl::StrCat("posix_spawnp ", argv[0], ": ", std::strerror(spawned));
     return result;
   }
   // Small inputs fit the pipe buffer; a child that does not read them is
