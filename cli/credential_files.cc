@@ -13,20 +13,12 @@
 #include "certstore/chain.h"
 #include "certstore/errors.h"
 #include "certstore/internal/posix_status.h"
+#include "certstore/internal/unique_fd.h"
 #include "certstore/openssl_types.h"
 #include "certstore/status_macros.h"
 
 namespace certstore::cli {
 namespace {
-
-struct FdCloser {
-  int fd;
-  ~FdCloser() {
-    if (fd >= 0) {
-      close(fd);
-    }
-  }
-};
 
 struct Pkcs12Deleter {
   void operator()(PKCS12* p) const { PKCS12_free(p); }
@@ -114,11 +106,12 @@ absl::StatusOr<std::string> ReadInputFile(const std::string& path,
                                           absl::string_view what,
                                           size_t max_bytes) {
   const std::string context = absl::StrCat(what, " ", path);
-  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+  internal::UniqueFd owned(
+      open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK));
+  const int fd = owned.get();
   if (fd < 0) {
     return internal::ErrnoStatus(errno, context);
   }
-  FdCloser closer{fd};
   struct stat st;
   if (fstat(fd, &st) != 0) {
     return internal::ErrnoStatus(errno, context);

@@ -406,7 +406,7 @@ bool ChainIssuerAccepted(
       if (X509_NAME_cmp(X509_get_subject_name(cert->get()), name.get()) == 0 ||
           X509_NAME_cmp(X509_get_issuer_name(cert->get()), name.get()) == 0) {
         if (matched != nullptr) {
-          *matched = probe_internal::NameLine(name.get());
+          *matched = NameToString(name.get());
         }
         return true;
       }

@@ -17,6 +17,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "certstore/entry.h"
+#include "certstore/internal/unique_fd.h"
 #include "certstore/openssl_types.h"
 
 namespace certstore::cli::probe_internal {
@@ -46,20 +47,7 @@ absl::StatusOr<std::vector<SocketAddress>> Resolve(const ParsedEndpoint& ep,
                                                    absl::Time deadline,
                                                    absl::Duration budget);
 
-// An owned file descriptor.
-class UniqueFd {
- public:
-  explicit UniqueFd(int fd = -1) : fd_(fd) {}
-  UniqueFd(UniqueFd&& other) noexcept : fd_(other.fd_) { other.fd_ = -1; }
-  UniqueFd& operator=(UniqueFd&& other) noexcept;
-  UniqueFd(const UniqueFd&) = delete;
-  UniqueFd& operator=(const UniqueFd&) = delete;
-  ~UniqueFd();
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
+using UniqueFd = ::certstore::internal::UniqueFd;
 
 // Waits until `fd` has `events` (POLLIN / POLLOUT). False at the deadline.
 bool WaitFd(int fd, short events, absl::Time deadline);
@@ -86,9 +74,6 @@ std::string AlertName(int alert);
 
 // A client-certificate alert (bad_certificate, unknown_ca, ...).
 bool IsCertificateAlert(int alert);
-
-// The one-line RFC 2253 form of a name: "CN=Root, O=Org".
-std::string NameLine(const X509_NAME* name);
 
 // A TLS client session on a connected socket. Every call is bounded by the
 // deadline it is given; failures name `address` and the phase.

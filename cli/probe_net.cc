@@ -159,20 +159,6 @@ absl::StatusOr<std::vector<SocketAddress>> Resolve(const ParsedEndpoint& ep,
   return lookup->addresses;
 }
 
-UniqueFd& UniqueFd::operator=(UniqueFd&& other) noexcept {
-  if (this != &other) {
-    UniqueFd old(fd_);
-    fd_ = std::exchange(other.fd_, -1);
-  }
-  return *this;
-}
-
-UniqueFd::~UniqueFd() {
-  if (fd_ >= 0) {
-    close(fd_);
-  }
-}
-
 bool WaitFd(int fd, short events, absl::Time deadline) {
   for (;;) {
     const absl::Duration left = deadline - absl::Now();

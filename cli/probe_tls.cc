@@ -56,7 +56,7 @@ int CertCallback(SSL* ssl, void*) {
     const unsigned char* der = nullptr;
     size_t len = 0;
     X509_NAME_get0_der(name, &der, &len);
-    trace->ca_names.push_back(NameLine(name));
+    trace->ca_names.push_back(NameToString(name));
     trace->ca_names_der.emplace_back(reinterpret_cast<const char*>(der), len);
   }
   return 1;
@@ -183,17 +183,6 @@ std::string AlertName(int alert) {
 bool IsCertificateAlert(int alert) {
   return (alert >= 42 && alert <= 46) || alert == 48 || alert == 49 ||
          alert == 51 || alert == 116;
-}
-
-std::string NameLine(const X509_NAME* name) {
-  UniqueBio bio(BIO_new(BIO_s_mem()));
-  X509_NAME_print_ex(
-      bio.get(), name, 0,
-      (XN_FLAG_RFC2253 & ~XN_FLAG_SEP_MASK & ~ASN1_STRFLGS_ESC_MSB) |
-          XN_FLAG_SEP_CPLUS_SPC);
-  char* data = nullptr;
-  const long len = BIO_get_mem_data(bio.get(), &data);
-  return std::string(data, static_cast<size_t>(len));
 }
 
 TlsSession::TlsSession(UniqueFd fd, std::string address, bool has_entry)

@@ -39,22 +39,6 @@ int PollTimeoutMs(absl::Time deadline) {
 
 }  // namespace
 
-UniqueFd& UniqueFd::operator=(UniqueFd&& other) noexcept {
-  if (this != &other) {
-    UniqueFd old(fd_);
-    fd_ = other.release();
-  }
-  return *this;
-}
-
-UniqueFd::~UniqueFd() {
-  if (fd_ >= 0) {
-    close(fd_);
-  }
-}
-
-int UniqueFd::release() { return std::exchange(fd_, -1); }
-
 absl::StatusOr<std::unique_ptr<StopSignal>> StopSignal::Create() {
   int fds[2];
   if (pipe2(fds, O_CLOEXEC | O_NONBLOCK) != 0) {

@@ -18,40 +18,12 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "certstore/errors.h"
+#include "certstore/internal/unique_fd.h"
 #include "filesystem/file_system_ops.h"
 
 namespace certstore::filesystem_internal {
 
-// Owns a file descriptor; closes it when destroyed.
-class UniqueFd {
- public:
-  UniqueFd() = default;
-  explicit UniqueFd(int fd) : fd_(fd) {}
-  UniqueFd(UniqueFd&& other) noexcept : fd_(other.release()) {}
-  UniqueFd& operator=(UniqueFd&& other) noexcept {
-    reset(other.release());
-    return *this;
-  }
-  UniqueFd(const UniqueFd&) = delete;
-  UniqueFd& operator=(const UniqueFd&) = delete;
-  ~UniqueFd() { reset(); }
-
-  int get() const { return fd_; }
-  int release() {
-    int fd = fd_;
-    fd_ = -1;
-    return fd;
-  }
-  void reset(int fd = -1) {
-    if (fd_ >= 0) {
-      close(fd_);
-    }
-    fd_ = fd;
-  }
-
- private:
-  int fd_ = -1;
-};
+using UniqueFd = ::certstore::internal::UniqueFd;
 
 // `value`, its error put behind `context` (WithContext for StatusOr).
 template <typename T>

@@ -103,12 +103,6 @@ class ForkGuard {
   absl::flat_hash_set<Database*> live_;
 };
 
-UniqueFd::~UniqueFd() {
-  if (fd_ >= 0) {
-    close(fd_);
-  }
-}
-
 bool IsNetworkFilesystem(int64_t f_type) {
   for (int64_t magic : kNetworkFilesystems) {
     if (static_cast<uint32_t>(f_type) == static_cast<uint32_t>(magic)) {

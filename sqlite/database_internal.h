@@ -16,22 +16,12 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "certstore/internal/unique_fd.h"
 #include "sqlite/connection_internal.h"
 
 namespace certstore::sqlite_internal {
 
-// Owns a file descriptor.
-class UniqueFd {
- public:
-  explicit UniqueFd(int fd) : fd_(fd) {}
-  UniqueFd(const UniqueFd&) = delete;
-  UniqueFd& operator=(const UniqueFd&) = delete;
-  ~UniqueFd();
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
+using UniqueFd = ::certstore::internal::UniqueFd;
 
 // True for statfs() f_type values of network, cluster and FUSE filesystems,
 // where SQLite's WAL index (shared memory between processes) and POSIX

@@ -26,6 +26,8 @@ absl::Time Asn1TimeToAbsl(const ASN1_TIME* t) {
   return absl::FromTM(tm_value, absl::UTCTimeZone());
 }
 
+}  // namespace
+
 std::string NameToString(const X509_NAME* name) {
   UniqueBio bio(BIO_new(BIO_s_mem()));
   // RFC 2253 order (most specific first), ", " between parts, UTF-8 kept.
@@ -37,8 +39,6 @@ std::string NameToString(const X509_NAME* name) {
   long len = BIO_get_mem_data(bio.get(), &data);
   return std::string(data, static_cast<size_t>(len));
 }
-
-}  // namespace
 
 std::string Thumbprint(absl::string_view cert_der) {
   unsigned char digest[SHA256_DIGEST_LENGTH];

@@ -14,25 +14,11 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "certstore/internal/unique_fd.h"
 
 namespace certstore::emulator::internal {
 
-class UniqueFd {
- public:
-  UniqueFd() = default;
-  explicit UniqueFd(int fd) : fd_(fd) {}
-  UniqueFd(UniqueFd&& other) noexcept : fd_(other.release()) {}
-  UniqueFd& operator=(UniqueFd&& other) noexcept;
-  UniqueFd(const UniqueFd&) = delete;
-  UniqueFd& operator=(const UniqueFd&) = delete;
-  ~UniqueFd();
-
-  int get() const { return fd_; }
-  int release();
-
- private:
-  int fd_ = -1;
-};
+using UniqueFd = ::certstore::internal::UniqueFd;
 
 // A pipe that becomes readable, for good, once Raise() is called: every
 // wait polls it next to its socket, so Stop wakes all of them at once.

@@ -35,7 +35,9 @@ absl::Time NotAfter(const X509* cert);
 // The certificate's public key as DER SubjectPublicKeyInfo.
 absl::StatusOr<std::string> PublicKeyDer(const X509* cert);
 
-// Subject / issuer as one line, RFC 2253 order: "CN=app, DC=tenant".
+// A name as one line, RFC 2253 order: "CN=app, DC=tenant".
+std::string NameToString(const X509_NAME* name);
+// Subject / issuer of a certificate, as NameToString.
 std::string SubjectName(const X509* cert);
 std::string IssuerName(const X509* cert);
 
