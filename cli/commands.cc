@@ -194,29 +194,24 @@ absl::StatusOr<LayeredStore*> CommandContext::Store() {
   return store_.get();
 }
 
-int RunList(CommandContext& context, const ListFlags& flags) {
+absl::StatusOr<int> RunList(CommandContext& context, const ListFlags& flags) {
   Output& out = context.out();
-  absl::StatusOr<LayeredStore*> store = context.Store();
-  if (!store.ok()) {
-    return out.Fail(store.status());
-  }
+  CERTSTORE_ASSIGN_OR_RETURN(LayeredStore * store, context.Store());
   ListOptions options;
   options.alias_prefix = flags.prefix;
-  absl::StatusOr<std::vector<EntryInfo>> entries = (*store)->List(options);
-  if (!entries.ok()) {
-    return out.Fail(entries.status());
-  }
+  CERTSTORE_ASSIGN_OR_RETURN(std::vector<EntryInfo> entries,
+                             store->List(options));
   const absl::Time now = Clock::System()->Now();
-  if (entries->empty()) {
+  if (entries.empty()) {
     out.Note(absl::StrCat(
-        "no entries in ", (*store)->Name(),
+        "no entries in ", store->Name(),
         flags.prefix.empty()
             ? ""
             : absl::StrCat(" with prefix ", QuoteAlias(flags.prefix))));
     return kExitOk;
   }
   out.Note("ALIAS\tTHUMBPRINT\tNOT_AFTER\tLEFT\tLAYER");
-  for (const EntryInfo& info : *entries) {
+  for (const EntryInfo& info : entries) {
     out.Emit(
         "entry", InfoJson(info, now),
         absl::StrCat(QuoteAlias(info.alias), "\t", info.thumbprint, "\t",
@@ -226,29 +221,23 @@ int RunList(CommandContext& context, const ListFlags& flags) {
   return kExitOk;
 }
 
-int RunShow(CommandContext& context, const AliasFlags& flags) {
+absl::StatusOr<int> RunShow(CommandContext& context, const AliasFlags& flags) {
   Output& out = context.out();
-  absl::StatusOr<LayeredStore*> opened = context.Store();
-  if (!opened.ok()) {
-    return out.Fail(opened.status());
-  }
-  LayeredStore& store = **opened;
-  absl::StatusOr<std::vector<EntryInfo>> entries =
-      EntriesOf(store, flags.alias);
-  if (!entries.ok()) {
-    return out.Fail(entries.status());
-  }
-  if (entries->empty()) {
-    return out.Fail(NoEntry(store, flags.alias));
+  CERTSTORE_ASSIGN_OR_RETURN(LayeredStore * opened, context.Store());
+  LayeredStore& store = *opened;
+  CERTSTORE_ASSIGN_OR_RETURN(std::vector<EntryInfo> entries,
+                             EntriesOf(store, flags.alias));
+  if (entries.empty()) {
+    return NoEntry(store, flags.alias);
   }
   const absl::Time now = Clock::System()->Now();
   absl::StatusOr<std::shared_ptr<const Entry>> best =
       store.Find(flags.alias, AnyValidNow());
   if (!best.ok() && best.status().code() != absl::StatusCode::kNotFound) {
-    return out.Fail(best.status());
+    return best.status();
   }
   const bool servable = store.Find(flags.alias).ok();
-  for (const EntryInfo& info : *entries) {
+  for (const EntryInfo& info : entries) {
     const bool is_best = best.ok() && (*best)->thumbprint() == info.thumbprint;
     json object = InfoJson(info, now);
     object["current"] = is_best;
@@ -266,7 +255,7 @@ int RunShow(CommandContext& context, const AliasFlags& flags) {
           DescribeCertificate(entry.chain_der()[0],
                               absl::StrCat("leaf of ", QuoteAlias(info.alias)));
       if (!leaf.ok()) {
-        return out.Fail(leaf.status());
+        return leaf.status();
       }
       std::vector<std::string> chain_subjects;
       for (size_t i = 1; i < entry.chain_der().size(); ++i) {
@@ -313,75 +302,57 @@ int RunShow(CommandContext& context, const AliasFlags& flags) {
   return kExitOk;
 }
 
-int RunImport(CommandContext& context, const ImportFlags& flags) {
+absl::StatusOr<int> RunImport(CommandContext& context,
+                              const ImportFlags& flags) {
   Output& out = context.out();
-  absl::Status alias_ok = ValidateAlias(flags.alias);
-  if (!alias_ok.ok()) {
-    return out.Fail(alias_ok);
-  }
-  absl::StatusOr<Credential> credential = ReadCredential(flags.files);
-  if (!credential.ok()) {
-    return out.Fail(credential.status());
-  }
-  absl::StatusOr<LayeredStore*> store = context.Store();
-  if (!store.ok()) {
-    return out.Fail(store.status());
-  }
+  CERTSTORE_RETURN_IF_ERROR(ValidateAlias(flags.alias));
+  CERTSTORE_ASSIGN_OR_RETURN(Credential credential,
+                             ReadCredential(flags.files));
+  CERTSTORE_ASSIGN_OR_RETURN(LayeredStore * store, context.Store());
   EntryParts parts;
   parts.alias = flags.alias;
-  parts.chain_der = std::move(credential->chain_der);
-  parts.key = std::move(credential->key);
+  parts.chain_der = std::move(credential.chain_der);
+  parts.key = std::move(credential.key);
   parts.metadata.endpoint = flags.endpoint;
   parts.metadata.client_id = flags.client_id;
   parts.metadata.tenant_id = flags.tenant_id;
   parts.created_at = Clock::System()->Now();
-  absl::StatusOr<std::shared_ptr<const Entry>> entry =
-      Entry::Create(std::move(parts));
-  if (!entry.ok()) {
-    return out.Fail(entry.status());
-  }
-  absl::Status put = (*store)->Put(*entry);
-  if (!put.ok()) {
-    return out.Fail(put);
-  }
-  const Entry& e = **entry;
+  CERTSTORE_ASSIGN_OR_RETURN(std::shared_ptr<const Entry> entry,
+                             Entry::Create(std::move(parts)));
+  CERTSTORE_RETURN_IF_ERROR(store->Put(entry));
+  const Entry& e = *entry;
   out.Emit(
       "imported",
       {{"alias", e.alias()},
        {"thumbprint", e.thumbprint()},
        {"not_after", Rfc3339(e.not_after())},
        {"chain_length", e.chain_der().size()},
-       {"store", (*store)->Name()}},
+       {"store", store->Name()}},
       absl::StrCat("imported ", QuoteAlias(e.alias()), " (", e.thumbprint(),
                    ", ", e.chain_der().size(), " certificate(s), not after ",
-                   Rfc3339(e.not_after()), ") into ", (*store)->Name()));
+                   Rfc3339(e.not_after()), ") into ", store->Name()));
   return kExitOk;
 }
 
-int RunExport(CommandContext& context, const ExportFlags& flags) {
+absl::StatusOr<int> RunExport(CommandContext& context,
+                              const ExportFlags& flags) {
   Output& out = context.out();
   if (flags.include_key && flags.out_file.empty()) {
-    return out.Fail(absl::InvalidArgumentError(
-        "--include-key needs --out FILE: key bytes are never printed"));
+    return absl::InvalidArgumentError(
+        "--include-key needs --out FILE: key bytes are never printed");
   }
-  absl::StatusOr<LayeredStore*> store = context.Store();
-  if (!store.ok()) {
-    return out.Fail(store.status());
-  }
-  absl::StatusOr<std::shared_ptr<const Entry>> found =
-      FindValidNow(**store, flags.alias);
-  if (!found.ok()) {
-    return out.Fail(found.status());
-  }
-  const Entry& entry = **found;
+  CERTSTORE_ASSIGN_OR_RETURN(LayeredStore * store, context.Store());
+  CERTSTORE_ASSIGN_OR_RETURN(std::shared_ptr<const Entry> found,
+                             FindValidNow(*store, flags.alias));
+  const Entry& entry = *found;
   std::string pem = DerChainToPem(entry.chain_der());
   if (flags.include_key) {
     absl::StatusOr<std::string> key_pem = KeyToPem(*entry.key());
     if (!key_pem.ok()) {
-      return out.Fail(absl::PermissionDeniedError(
+      return absl::PermissionDeniedError(
           absl::StrCat("the key of ", QuoteAlias(entry.alias()), " lives at ",
                        entry.key()->location(), " and cannot leave it (",
-                       key_pem.status().message(), ")")));
+                       key_pem.status().message(), ")"));
     }
     pem += *key_pem;
     OPENSSL_cleanse(&(*key_pem)[0], key_pem->size());
@@ -405,7 +376,7 @@ int RunExport(CommandContext& context, const ExportFlags& flags) {
     OPENSSL_cleanse(&pem[0], pem.size());
   }
   if (!written.ok()) {
-    return out.Fail(written);
+    return written;
   }
   object["file"] = flags.out_file;
   out.Emit(
@@ -416,13 +387,11 @@ int RunExport(CommandContext& context, const ExportFlags& flags) {
   return kExitOk;
 }
 
-int RunDelete(CommandContext& context, const DeleteFlags& flags) {
+absl::StatusOr<int> RunDelete(CommandContext& context,
+                              const DeleteFlags& flags) {
   Output& out = context.out();
-  absl::StatusOr<LayeredStore*> opened = context.Store();
-  if (!opened.ok()) {
-    return out.Fail(opened.status());
-  }
-  LayeredStore& store = **opened;
+  CERTSTORE_ASSIGN_OR_RETURN(LayeredStore * opened, context.Store());
+  LayeredStore& store = *opened;
   CertStore* target = &store;
   if (!flags.layer.empty()) {
     target = nullptr;
@@ -441,51 +410,38 @@ int RunDelete(CommandContext& context, const DeleteFlags& flags) {
       for (size_t i = 0; i < layers.size(); ++i) {
         names.push_back(absl::StrCat(i, "=", layers[i]->Name()));
       }
-      return out.Fail(absl::InvalidArgumentError(
+      return absl::InvalidArgumentError(
           absl::StrCat("--layer \"", flags.layer, "\" is not a layer of ",
-                       store.Name(), " (", absl::StrJoin(names, ", "), ")")));
+                       store.Name(), " (", absl::StrJoin(names, ", "), ")"));
     }
   }
-  absl::Status alias_ok = ValidateAlias(flags.alias);
-  if (!alias_ok.ok()) {
-    return out.Fail(alias_ok);
-  }
-  absl::StatusOr<int> removed = target->DeleteAllForAlias(flags.alias);
-  if (!removed.ok()) {
-    return out.Fail(removed.status());
-  }
-  if (*removed == 0) {
-    return out.Fail(NoEntry(*target, flags.alias));
+  CERTSTORE_RETURN_IF_ERROR(ValidateAlias(flags.alias));
+  CERTSTORE_ASSIGN_OR_RETURN(int removed,
+                             target->DeleteAllForAlias(flags.alias));
+  if (removed == 0) {
+    return NoEntry(*target, flags.alias);
   }
   out.Emit(
       "deleted",
-      {{"alias", flags.alias},
-       {"removed", *removed},
-       {"store", target->Name()}},
-      absl::StrCat("deleted ", *removed, " entr", *removed == 1 ? "y" : "ies",
+      {{"alias", flags.alias}, {"removed", removed}, {"store", target->Name()}},
+      absl::StrCat("deleted ", removed, " entr", removed == 1 ? "y" : "ies",
                    " of ", QuoteAlias(flags.alias), " from ", target->Name()));
   return kExitOk;
 }
 
-int RunEvict(CommandContext& context, const AliasFlags& flags) {
+absl::StatusOr<int> RunEvict(CommandContext& context, const AliasFlags& flags) {
   Output& out = context.out();
-  absl::Status alias_ok = ValidateAlias(flags.alias);
-  if (!alias_ok.ok()) {
-    return out.Fail(alias_ok);
-  }
-  absl::StatusOr<LayeredStore*> opened = context.Store();
-  if (!opened.ok()) {
-    return out.Fail(opened.status());
-  }
+  CERTSTORE_RETURN_IF_ERROR(ValidateAlias(flags.alias));
+  CERTSTORE_ASSIGN_OR_RETURN(LayeredStore * opened, context.Store());
   // Layer by layer, so the operator sees where the binding was; the same
   // removal the token client makes on a credential failure.
   json per_layer = json::array();
   std::vector<std::string> lines;
   int total = 0;
-  for (CertStore* layer : (*opened)->layers()) {
+  for (CertStore* layer : opened->layers()) {
     absl::StatusOr<int> removed = layer->DeleteAllForAlias(flags.alias);
     if (!removed.ok()) {
-      return out.Fail(removed.status());
+      return removed.status();
     }
     total += *removed;
     per_layer.push_back({{"store", layer->Name()}, {"removed", *removed}});
@@ -501,20 +457,14 @@ int RunEvict(CommandContext& context, const AliasFlags& flags) {
   return kExitOk;
 }
 
-int RunProbe(CommandContext& context, const AliasFlags& flags) {
+absl::StatusOr<int> RunProbe(CommandContext& context, const AliasFlags& flags) {
   Output& out = context.out();
-  absl::StatusOr<LayeredStore*> store = context.Store();
-  if (!store.ok()) {
-    return out.Fail(store.status());
-  }
-  absl::StatusOr<std::shared_ptr<const Entry>> found =
-      FindValidNow(**store, flags.alias);
-  if (!found.ok()) {
-    return out.Fail(found.status());
-  }
-  const Entry& entry = **found;
+  CERTSTORE_ASSIGN_OR_RETURN(LayeredStore * store, context.Store());
+  CERTSTORE_ASSIGN_OR_RETURN(std::shared_ptr<const Entry> found,
+                             FindValidNow(*store, flags.alias));
+  const Entry& entry = *found;
   const absl::Time start = absl::Now();
-  absl::Status probe = (*store)->ProbeKey(entry);
+  absl::Status probe = store->ProbeKey(entry);
   const absl::Duration elapsed = absl::Now() - start;
   json object = {{"alias", entry.alias()},
                  {"thumbprint", entry.thumbprint()},
@@ -539,7 +489,7 @@ int RunProbe(CommandContext& context, const AliasFlags& flags) {
   return kExitOk;
 }
 
-int RunToken(CommandContext& context, const TokenFlags& flags) {
+absl::StatusOr<int> RunToken(CommandContext& context, const TokenFlags& flags) {
   Output& out = context.out();
   TokenClientOptions options;
   options.issuing_url = flags.issuing_url;
@@ -548,29 +498,23 @@ int RunToken(CommandContext& context, const TokenFlags& flags) {
     options.issuing_url = env == nullptr ? "" : env;
   }
   if (options.issuing_url.empty()) {
-    return out.Fail(absl::InvalidArgumentError(
+    return absl::InvalidArgumentError(
         "token needs the issuing endpoint: --issuing-url URL or "
-        "$CERTSTORE_ISSUING_URL"));
+        "$CERTSTORE_ISSUING_URL");
   }
-  absl::StatusOr<KeySpec> spec = ParseKeyType(flags.key_type);
-  if (!spec.ok()) {
-    return out.Fail(spec.status());
-  }
-  options.key_spec = *spec;
+  CERTSTORE_ASSIGN_OR_RETURN(KeySpec spec, ParseKeyType(flags.key_type));
+  options.key_spec = spec;
   options.attestation = flags.attestation;
-  absl::StatusOr<absl::Duration> total =
-      ParseDurationFlag(flags.timeout, "--timeout");
-  if (!total.ok()) {
-    return out.Fail(total.status());
-  }
-  options.deadlines.total = *total;
-  options.deadlines.connect = std::min(options.deadlines.connect, *total);
-  options.deadlines.handshake = std::min(options.deadlines.handshake, *total);
+  CERTSTORE_ASSIGN_OR_RETURN(absl::Duration total,
+                             ParseDurationFlag(flags.timeout, "--timeout"));
+  options.deadlines.total = total;
+  options.deadlines.connect = std::min(options.deadlines.connect, total);
+  options.deadlines.handshake = std::min(options.deadlines.handshake, total);
   if (!flags.server_ca_file.empty()) {
     absl::StatusOr<std::string> ca = ReadInputFile(
         flags.server_ca_file, "server CA file", kMaxCredentialFileBytes);
     if (!ca.ok()) {
-      return out.Fail(ca.status());
+      return ca.status();
     }
     options.server_ca_pem = *std::move(ca);
   }
@@ -580,41 +524,33 @@ int RunToken(CommandContext& context, const TokenFlags& flags) {
     log_out->Verbose(
         absl::StrCat(LogLevelName(level), " ", component, ": ", message));
   };
-  absl::StatusOr<LayeredStore*> store = context.Store();
-  if (!store.ok()) {
-    return out.Fail(store.status());
-  }
-  absl::StatusOr<std::unique_ptr<TokenClient>> client =
-      TokenClient::Create(*store, options);
-  if (!client.ok()) {
-    return out.Fail(client.status());
-  }
-  absl::StatusOr<AccessToken> token = (*client)->GetToken(flags.scope);
-  if (!token.ok()) {
-    return out.Fail(token.status());
-  }
-  json object = {{"alias", token->alias},
-                 {"scope", token->scope},
-                 {"thumbprint", token->thumbprint},
-                 {"token_type", token->token_type},
-                 {"expires_at", Rfc3339(token->expires_at)},
-                 {"from_cache", token->from_cache},
-                 {"healed", token->healed}};
+  CERTSTORE_ASSIGN_OR_RETURN(LayeredStore * store, context.Store());
+  CERTSTORE_ASSIGN_OR_RETURN(std::unique_ptr<TokenClient> client,
+                             TokenClient::Create(store, options));
+  CERTSTORE_ASSIGN_OR_RETURN(AccessToken token, client->GetToken(flags.scope));
+  json object = {{"alias", token.alias},
+                 {"scope", token.scope},
+                 {"thumbprint", token.thumbprint},
+                 {"token_type", token.token_type},
+                 {"expires_at", Rfc3339(token.expires_at)},
+                 {"from_cache", token.from_cache},
+                 {"healed", token.healed}};
   std::string text = absl::StrCat(
-      "token for ", token->scope, ": ", token->token_type, ", expires ",
-      Rfc3339(token->expires_at), "\n", "binding:  ", QuoteAlias(token->alias),
-      " (", token->thumbprint, ")", token->healed ? ", healed (re-minted)" : "",
+      "token for ", token.scope, ": ", token.token_type, ", expires ",
+      Rfc3339(token.expires_at), "\n", "binding:  ", QuoteAlias(token.alias),
+      " (", token.thumbprint, ")", token.healed ? ", healed (re-minted)" : "",
       "\n", "token:    ",
-      flags.print_token ? token->access_token
+      flags.print_token ? token.access_token
                         : "(hidden; --print-token prints it)");
   if (flags.print_token) {
-    object["access_token"] = token->access_token;
+    object["access_token"] = token.access_token;
   }
   out.Emit("token", object, text);
   return kExitOk;
 }
 
-int RunNeedsRenewal(CommandContext& context, const NeedsRenewalFlags& flags) {
+absl::StatusOr<int> RunNeedsRenewal(CommandContext& context,
+                                    const NeedsRenewalFlags& flags) {
   Output& out = context.out();
   // Parse the threshold before touching the store: bad input is usage.
   bool percent = false;
@@ -626,36 +562,30 @@ int RunNeedsRenewal(CommandContext& context, const NeedsRenewalFlags& flags) {
       percent =
           absl::SimpleAtod(value, &fraction) && fraction > 0 && fraction <= 100;
       if (!percent) {
-        return out.Fail(absl::InvalidArgumentError(
+        return absl::InvalidArgumentError(
             absl::StrCat("--expires-in \"", flags.expires_in,
-                         "\": a percentage must be in (0, 100]")));
+                         "\": a percentage must be in (0, 100]"));
       }
       fraction /= 100;
     } else {
       absl::StatusOr<absl::Duration> d =
           ParseDurationFlag(flags.expires_in, "--expires-in");
       if (!d.ok()) {
-        return out.Fail(d.status());
+        return d.status();
       }
       before_expiry = *d;
     }
   }
-  absl::StatusOr<LayeredStore*> store = context.Store();
-  if (!store.ok()) {
-    return out.Fail(store.status());
-  }
-  absl::StatusOr<std::vector<EntryInfo>> entries =
-      EntriesOf(**store, flags.alias);
-  if (!entries.ok()) {
-    return out.Fail(entries.status());
-  }
-  if (entries->empty()) {
-    return out.Fail(NoEntry(**store, flags.alias));
+  CERTSTORE_ASSIGN_OR_RETURN(LayeredStore * store, context.Store());
+  CERTSTORE_ASSIGN_OR_RETURN(std::vector<EntryInfo> entries,
+                             EntriesOf(*store, flags.alias));
+  if (entries.empty()) {
+    return NoEntry(*store, flags.alias);
   }
   const absl::Time now = Clock::System()->Now();
   // The entry the token client would use: newest not_after servable now.
   const EntryInfo* current = nullptr;
-  for (const EntryInfo& info : *entries) {
+  for (const EntryInfo& info : entries) {
     if (IsServable(info.not_before, info.not_after, now, FindOptions{}) &&
         (current == nullptr || info.not_after > current->not_after)) {
       current = &info;

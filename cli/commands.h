@@ -1,6 +1,7 @@
 // The verbs of the certstore command, one function each. main.cc parses the
-// command line into these flag structs; each Run* returns the exit code
-// (exit_codes.h) and prints through Output.
+// command line into these flag structs; each Run* prints its result through
+// Output and returns its exit code (exit_codes.h), or the error that ended it
+// (main prints it and exits with ExitCodeFor).
 #ifndef CERTSTORE_CLI_COMMANDS_H_
 #define CERTSTORE_CLI_COMMANDS_H_
 
@@ -80,15 +81,19 @@ struct NeedsRenewalFlags {
   bool invert = false;
 };
 
-int RunList(CommandContext& context, const ListFlags& flags);
-int RunShow(CommandContext& context, const AliasFlags& flags);
-int RunImport(CommandContext& context, const ImportFlags& flags);
-int RunExport(CommandContext& context, const ExportFlags& flags);
-int RunDelete(CommandContext& context, const DeleteFlags& flags);
-int RunEvict(CommandContext& context, const AliasFlags& flags);
-int RunProbe(CommandContext& context, const AliasFlags& flags);
-int RunToken(CommandContext& context, const TokenFlags& flags);
-int RunNeedsRenewal(CommandContext& context, const NeedsRenewalFlags& flags);
+absl::StatusOr<int> RunList(CommandContext& context, const ListFlags& flags);
+absl::StatusOr<int> RunShow(CommandContext& context, const AliasFlags& flags);
+absl::StatusOr<int> RunImport(CommandContext& context,
+                              const ImportFlags& flags);
+absl::StatusOr<int> RunExport(CommandContext& context,
+                              const ExportFlags& flags);
+absl::StatusOr<int> RunDelete(CommandContext& context,
+                              const DeleteFlags& flags);
+absl::StatusOr<int> RunEvict(CommandContext& context, const AliasFlags& flags);
+absl::StatusOr<int> RunProbe(CommandContext& context, const AliasFlags& flags);
+absl::StatusOr<int> RunToken(CommandContext& context, const TokenFlags& flags);
+absl::StatusOr<int> RunNeedsRenewal(CommandContext& context,
+                                    const NeedsRenewalFlags& flags);
 
 // InvalidArgument naming `flag` for anything absl::ParseDuration refuses or
 // a duration <= 0.

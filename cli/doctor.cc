@@ -16,6 +16,7 @@
 #include "certstore/chain.h"
 #include "certstore/clock.h"
 #include "certstore/errors.h"
+#include "certstore/status_macros.h"
 #include "cli/endpoint_probe.h"
 #include "cli/exit_codes.h"
 
@@ -429,34 +430,29 @@ void Walk(CommandContext& context, const DoctorFlags& flags, CheckList& checks,
 
 }  // namespace
 
-int RunDoctor(CommandContext& context, const DoctorFlags& flags) {
-  Output& out = context.out();
-  absl::StatusOr<absl::Duration> deadline =
-      ParseDurationFlag(flags.deadline, "--deadline");
-  absl::StatusOr<absl::Duration> connect =
-      ParseDurationFlag(flags.connect_timeout, "--connect-timeout");
-  absl::StatusOr<absl::Duration> handshake =
-      ParseDurationFlag(flags.handshake_timeout, "--handshake-timeout");
-  for (const absl::Status& s :
-       {deadline.status(), connect.status(), handshake.status()}) {
-    if (!s.ok()) {
-      return out.Fail(s);
-    }
-  }
-  const absl::Time end = absl::Now() + *deadline;
+absl::StatusOr<int> RunDoctor(CommandContext& context,
+                              const DoctorFlags& flags) {
+  CERTSTORE_ASSIGN_OR_RETURN(absl::Duration deadline,
+                             ParseDurationFlag(flags.deadline, "--deadline"));
+  CERTSTORE_ASSIGN_OR_RETURN(
+      absl::Duration connect,
+      ParseDurationFlag(flags.connect_timeout, "--connect-timeout"));
+  CERTSTORE_ASSIGN_OR_RETURN(
+      absl::Duration handshake,
+      ParseDurationFlag(flags.handshake_timeout, "--handshake-timeout"));
+  const absl::Time end = absl::Now() + deadline;
   // The walk runs on its own thread so that a step stuck where no timeout
   // reaches (a PKCS#11 module, a hung filesystem) cannot hold the command
   // past its deadline: the step is reported and the process exits.
-  auto checks = std::make_shared<CheckList>(out);
+  auto checks = std::make_shared<CheckList>(context.out());
   auto done = std::make_shared<absl::Notification>();
-  std::thread walker([&context, flags, checks, done, end, connect = *connect,
-                      handshake = *handshake] {
+  std::thread walker([&context, flags, checks, done, end, connect, handshake] {
     Walk(context, flags, *checks, end, connect, handshake);
     done->Notify();
   });
   // The network phases stop at `end` themselves; the grace lets them report.
   if (!done->WaitForNotificationWithDeadline(end + absl::Milliseconds(500))) {
-    checks->Abandon(*deadline);
+    checks->Abandon(deadline);
     std::fflush(stdout);
     std::fflush(stderr);
     _exit(kExitUnavailable);

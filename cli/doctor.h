@@ -22,7 +22,8 @@ struct DoctorFlags {
 };
 
 // The exit code of the first failing check; 0 when every check passed.
-int RunDoctor(CommandContext& context, const DoctorFlags& flags);
+absl::StatusOr<int> RunDoctor(CommandContext& context,
+                              const DoctorFlags& flags);
 
 }  // namespace certstore::cli
 

@@ -247,15 +247,28 @@ int main(int argc, char** argv) {
       global.output == "json" ? Output::Format::kJson : Output::Format::kText,
       global.quiet, global.verbose);
   CommandContext context(global, output);
-  if (list->parsed()) return RunList(context, list_flags);
-  if (show->parsed()) return RunShow(context, show_flags);
-  if (import->parsed()) return RunImport(context, import_flags);
-  if (exporter->parsed()) return RunExport(context, export_flags);
-  if (remove->parsed()) return RunDelete(context, delete_flags);
-  if (evict->parsed()) return RunEvict(context, evict_flags);
-  if (probe->parsed()) return RunProbe(context, probe_flags);
-  if (token->parsed()) return RunToken(context, token_flags);
-  if (renewal->parsed()) return RunNeedsRenewal(context, renewal_flags);
-  if (doctor->parsed()) return RunDoctor(context, doctor_flags);
-  return kExitUsage;
+  // A verb returns its exit code, or the error that ends it.
+  absl::StatusOr<int> result = kExitUsage;
+  if (list->parsed()) {
+    result = RunList(context, list_flags);
+  } else if (show->parsed()) {
+    result = RunShow(context, show_flags);
+  } else if (import->parsed()) {
+    result = RunImport(context, import_flags);
+  } else if (exporter->parsed()) {
+    result = RunExport(context, export_flags);
+  } else if (remove->parsed()) {
+    result = RunDelete(context, delete_flags);
+  } else if (evict->parsed()) {
+    result = RunEvict(context, evict_flags);
+  } else if (probe->parsed()) {
+    result = RunProbe(context, probe_flags);
+  } else if (token->parsed()) {
+    result = RunToken(context, token_flags);
+  } else if (renewal->parsed()) {
+    result = RunNeedsRenewal(context, renewal_flags);
+  } else if (doctor->parsed()) {
+    result = RunDoctor(context, doctor_flags);
+  }
+  return result.ok() ? *result : output.Fail(result.status());
 }
