@@ -55,34 +55,6 @@ absl::Status NoEntry(const CertStore& store, const std::string& alias) {
       absl::StrCat(store.Name(), ": no entry for alias ", QuoteAlias(alias)));
 }
 
-// The best entry valid now, whatever its remaining lifetime; NotFound says
-// whether the alias has only unusable entries or none.
-absl::StatusOr<std::shared_ptr<const Entry>> FindValidNow(
-    CertStore& store, const std::string& alias) {
-  CERTSTORE_RETURN_IF_ERROR(ValidateAlias(alias));
-  absl::StatusOr<std::shared_ptr<const Entry>> found =
-      store.Find(alias, AnyValidNow());
-  if (found.ok() || found.status().code() != absl::StatusCode::kNotFound) {
-    return found;
-  }
-  CERTSTORE_ASSIGN_OR_RETURN(std::vector<EntryInfo> entries,
-                             EntriesOf(store, alias));
-  if (entries.empty()) {
-    return NoEntry(store, alias);
-  }
-  const absl::Time now = Clock::System()->Now();
-  std::vector<std::string> why;
-  for (const EntryInfo& info : entries) {
-    why.push_back(absl::StrCat(
-        info.thumbprint.substr(0, 12), "… ",
-        now < info.not_before ? "not valid before " + Rfc3339(info.not_before)
-                              : "expired " + Rfc3339(info.not_after)));
-  }
-  return absl::NotFoundError(
-      absl::StrCat(store.Name(), ": alias ", QuoteAlias(alias),
-                   " has no entry valid now (", absl::StrJoin(why, "; "), ")"));
-}
-
 json InfoJson(const EntryInfo& info, absl::Time now) {
   return {{"alias", info.alias},
           {"thumbprint", info.thumbprint},
@@ -149,6 +121,57 @@ absl::StatusOr<KeySpec> ParseKeyType(const std::string& name) {
 }
 
 }  // namespace
+
+absl::StatusOr<std::shared_ptr<const Entry>> FindValidNow(
+    LayeredStore& store, const std::string& alias) {
+  CERTSTORE_RETURN_IF_ERROR(ValidateAlias(alias));
+  FindOptions valid_now;
+  valid_now.min_remaining = absl::ZeroDuration();
+  absl::Status refused;
+  for (CertStore* layer : store.layers()) {
+    absl::StatusOr<std::shared_ptr<const Entry>> found =
+        layer->Find(alias, valid_now);
+    if (found.ok()) {
+      return found;
+    }
+    if (!absl::IsNotFound(found.status()) && refused.ok()) {
+      refused = found.status();
+    }
+  }
+  if (!refused.ok()) {
+    return refused;
+  }
+  const absl::Time now = Clock::System()->Now();
+  ListOptions list;
+  list.alias_prefix = alias;
+  absl::StatusOr<std::vector<EntryInfo>> infos = store.List(list);
+  for (const EntryInfo& info : infos.ok() ? *infos : std::vector<EntryInfo>{}) {
+    if (info.alias != alias) {
+      continue;
+    }
+    if (now >= info.not_after) {
+      return absl::OutOfRangeError(absl::StrCat(
+          "alias ", QuoteAlias(alias), ": ", info.thumbprint, " expired at ",
+          Rfc3339(info.not_after), " (", FormatTimeLeft(info.not_after - now),
+          "); the server would refuse it (certificate_expired) and the token "
+          "client mints a new one"));
+    }
+    if (now < info.not_before) {
+      return absl::OutOfRangeError(
+          absl::StrCat("alias ", QuoteAlias(alias), ": ", info.thumbprint,
+                       " is not valid before ", Rfc3339(info.not_before),
+                       " (is the clock right?)"));
+    }
+    return absl::DataLossError(absl::StrCat(
+        info.store, ": alias ", QuoteAlias(alias), ": ", info.thumbprint,
+        " is listed but not served: damaged, or its key is missing or does "
+        "not match its certificate"));
+  }
+  return absl::NotFoundError(absl::StrCat(
+      store.Name(), ": no entry for alias ", QuoteAlias(alias),
+      " (a certificate whose key is missing or does not match counts as "
+      "none; the next token request mints a new binding)"));
+}
 
 absl::StatusOr<absl::Duration> ParseDurationFlag(const std::string& value,
                                                  absl::string_view flag) {

@@ -95,6 +95,15 @@ absl::StatusOr<int> RunToken(CommandContext& context, const TokenFlags& flags);
 absl::StatusOr<int> RunNeedsRenewal(CommandContext& context,
                                     const NeedsRenewalFlags& flags);
 
+// The entry a verb works on: the first layer's entry valid now, whatever
+// its remaining lifetime. Layers are asked one by one, because the layered
+// store treats a damaged entry as a miss and the damage is what the operator
+// needs to see. When none is valid now, says why: expired or not yet valid
+// (OutOfRange), stored but not served (DataLoss: damaged, key missing or not
+// the certificate's), or absent (NotFound).
+absl::StatusOr<std::shared_ptr<const Entry>> FindValidNow(
+    LayeredStore& store, const std::string& alias);
+
 // InvalidArgument naming `flag` for anything absl::ParseDuration refuses or
 // a duration <= 0.
 absl::StatusOr<absl::Duration> ParseDurationFlag(const std::string& value,

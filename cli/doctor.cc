@@ -285,61 +285,6 @@ void NetworkChecks(CheckList& checks, const DoctorFlags& flags,
   }
 }
 
-// The entry the walk checks: the first layer's entry valid now (whatever
-// its remaining lifetime). Layers are asked one by one, because the layered
-// store treats a damaged entry as a miss, and the damage is the diagnosis.
-// When none is valid now, says why: expired, not yet valid, stored but not
-// served (damaged, key missing or mismatched), or absent.
-absl::StatusOr<std::shared_ptr<const Entry>> FindEntry(
-    LayeredStore& store, const std::string& alias) {
-  FindOptions valid_now;
-  valid_now.min_remaining = absl::ZeroDuration();
-  absl::Status refused;
-  for (CertStore* layer : store.layers()) {
-    absl::StatusOr<std::shared_ptr<const Entry>> found =
-        layer->Find(alias, valid_now);
-    if (found.ok()) {
-      return found;
-    }
-    if (!absl::IsNotFound(found.status()) && refused.ok()) {
-      refused = found.status();
-    }
-  }
-  if (!refused.ok()) {
-    return refused;
-  }
-  const absl::Time now = Clock::System()->Now();
-  ListOptions list;
-  list.alias_prefix = alias;
-  absl::StatusOr<std::vector<EntryInfo>> infos = store.List(list);
-  for (const EntryInfo& info : infos.ok() ? *infos : std::vector<EntryInfo>{}) {
-    if (info.alias != alias) {
-      continue;
-    }
-    if (now >= info.not_after) {
-      return absl::OutOfRangeError(absl::StrCat(
-          "alias ", QuoteAlias(alias), ": ", info.thumbprint, " expired at ",
-          Rfc3339(info.not_after), " (", FormatTimeLeft(info.not_after - now),
-          "); the server would refuse it (certificate_expired) and the token "
-          "client mints a new one"));
-    }
-    if (now < info.not_before) {
-      return absl::OutOfRangeError(
-          absl::StrCat("alias ", QuoteAlias(alias), ": ", info.thumbprint,
-                       " is not valid before ", Rfc3339(info.not_before),
-                       " (is the clock right?)"));
-    }
-    return absl::DataLossError(absl::StrCat(
-        info.store, ": alias ", QuoteAlias(alias), ": ", info.thumbprint,
-        " is listed but not served: damaged, or its key is missing or does "
-        "not match its certificate"));
-  }
-  return absl::NotFoundError(absl::StrCat(
-      store.Name(), ": no entry for alias ", QuoteAlias(alias),
-      " (a certificate whose key is missing or does not match counts as "
-      "none; the next token request mints a new binding)"));
-}
-
 // The walk. `deadline` bounds the network phases; the watchdog bounds the
 // rest.
 void Walk(CommandContext& context, const DoctorFlags& flags, CheckList& checks,
@@ -373,7 +318,7 @@ void Walk(CommandContext& context, const DoctorFlags& flags, CheckList& checks,
 
   checks.Begin(kEntry);
   absl::StatusOr<std::shared_ptr<const Entry>> found =
-      FindEntry(store, flags.alias);
+      FindValidNow(store, flags.alias);
   std::shared_ptr<const Entry> entry;
   if (found.ok()) {
     entry = *found;
