@@ -238,13 +238,22 @@ void BM_Layered_MissBackfill(benchmark::State& state) {
 
 BENCHMARK(BM_Memory_Find)->UseRealTime()->Threads(1)->Threads(2);
 BENCHMARK(BM_Layered_Find)->UseRealTime()->Threads(1)->Threads(2);
+// Each size's pair runs back to back, before the next size's fixture is
+// built: the 1,000-alias pair measured after the 100,000-alias fill read
+// 2.0x instead of 1.2x.
 BENCHMARK(BM_Sqlite_ColdFind)
     ->Arg(kAliases)
-    ->Arg(kManyAliases)
     ->UseRealTime()
     ->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_Layered_MissBackfill)
     ->Arg(kAliases)
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_Sqlite_ColdFind)
+    ->Arg(kManyAliases)
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_Layered_MissBackfill)
     ->Arg(kManyAliases)
     ->UseRealTime()
     ->Unit(benchmark::kMicrosecond);
