@@ -4,12 +4,15 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "absl/base/attributes.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/inlined_vector.h"
 #include "absl/hash/hash.h"
@@ -52,8 +55,55 @@ int64_t SaturatedNanos(absl::Time t) {
 }
 // Entries of one alias, newest not_after first. Usually one.
 using AliasEntries = absl::InlinedVector<Candidate, 1>;
+
+// An alias's bytes, behind one pointer so that a map slot is 48 bytes (the
+// size of a bare map's string + shared_ptr slot) instead of 72 with a
+// std::string key. Allocated once when the alias enters the store and
+// shared by every later copy of its shard; freed by whoever removes the
+// alias (once no reader can see it) or by the store's destructor.
+class AliasKey {
+ public:
+  static AliasKey Make(absl::string_view alias) {
+    const uint32_t size = static_cast<uint32_t>(alias.size());
+    char* bytes = new char[sizeof(size) + alias.size()];
+    std::memcpy(bytes, &size, sizeof(size));
+    std::memcpy(bytes + sizeof(size), alias.data(), alias.size());
+    return AliasKey(bytes);
+  }
+  static void Free(AliasKey key) { delete[] key.bytes_; }
+
+  absl::string_view view() const {
+    uint32_t size;
+    std::memcpy(&size, bytes_, sizeof(size));
+    return absl::string_view(bytes_ + sizeof(size), size);
+  }
+
+ private:
+  explicit AliasKey(char* bytes) : bytes_(bytes) {}
+  char* bytes_;  // a uint32 length, then the alias bytes
+};
+
+// Hash and equality on the alias bytes, for AliasKey and string_view alike.
+struct AliasHash {
+  using is_transparent = void;
+  size_t operator()(absl::string_view alias) const {
+    return absl::Hash<absl::string_view>{}(alias);
+  }
+  size_t operator()(AliasKey key) const { return (*this)(key.view()); }
+};
+struct AliasEq {
+  using is_transparent = void;
+  static absl::string_view View(absl::string_view alias) { return alias; }
+  static absl::string_view View(AliasKey key) { return key.view(); }
+  template <typename A, typename B>
+  bool operator()(const A& a, const B& b) const {
+    return View(a) == View(b);
+  }
+};
+
 // An immutable shard: replaced whole by writers, never modified in place.
-using Shard = absl::flat_hash_map<std::string, AliasEntries>;
+// It does not own its keys (successive shards share them).
+using Shard = absl::flat_hash_map<AliasKey, AliasEntries, AliasHash, AliasEq>;
 
 constexpr size_t kShardBits = 8;
 constexpr size_t kShards = size_t{1} << kShardBits;
@@ -68,8 +118,12 @@ class MemoryStore final : public CertStore {
   }
 
   ~MemoryStore() override {
-    for (auto& shard : shards_) {
-      delete shard.load(std::memory_order_acquire);
+    for (auto& shard_ptr : shards_) {
+      const Shard* shard = shard_ptr.load(std::memory_order_acquire);
+      for (const auto& [key, entries] : *shard) {
+        AliasKey::Free(key);
+      }
+      delete shard;
     }
   }
 
@@ -78,7 +132,7 @@ class MemoryStore final : public CertStore {
   absl::StatusOr<std::shared_ptr<const Entry>> Find(
       absl::string_view alias, const FindOptions& options) override {
     if (alias.empty() || alias.size() > kMaxAliasBytes) {
-      return WithContext(ValidateAlias(alias), OpContext(Name(), "Find", ""));
+      return FindFailure(alias);
     }
     const size_t hash = absl::Hash<absl::string_view>{}(alias);
     const int64_t now_ns = absl::ToUnixNanos(clock_->Now());
@@ -96,8 +150,7 @@ class MemoryStore final : public CertStore {
         }
       }
     }
-    return absl::NotFoundError(
-        absl::StrCat(OpContext(Name(), "Find", alias), ": no servable entry"));
+    return FindFailure(alias);
   }
 
   absl::Status Put(std::shared_ptr<const Entry> entry) override {
@@ -165,8 +218,8 @@ class MemoryStore final : public CertStore {
       ReadEpochs::Section section = epochs_.Enter();
       for (const auto& shard_ptr : shards_) {
         const Shard* shard = shard_ptr.load(std::memory_order_acquire);
-        for (const auto& [alias, entries] : *shard) {
-          if (!absl::StartsWith(alias, options.alias_prefix)) {
+        for (const auto& [key, entries] : *shard) {
+          if (!absl::StartsWith(key.view(), options.alias_prefix)) {
             continue;
           }
           for (const Candidate& candidate : entries) {
@@ -195,6 +248,17 @@ class MemoryStore final : public CertStore {
   }
 
  private:
+  // Find's error for a bad alias or a miss. Out of line, so that the hit
+  // path keeps a small frame.
+  ABSL_ATTRIBUTE_NOINLINE absl::Status FindFailure(
+      absl::string_view alias) const {
+    if (absl::Status s = ValidateAlias(alias); !s.ok()) {
+      return WithContext(s, OpContext(Name(), "Find", ""));
+    }
+    return absl::NotFoundError(
+        absl::StrCat(OpContext(Name(), "Find", alias), ": no servable entry"));
+  }
+
   std::atomic<const Shard*>& ShardFor(size_t hash) {
     // High bits: the map itself uses the low bits, which must stay varied.
     return shards_[hash >> (sizeof(size_t) * 8 - kShardBits)];
@@ -214,14 +278,22 @@ class MemoryStore final : public CertStore {
       return 0;
     }
     auto next = std::make_unique<Shard>(*old_shard);
-    auto it = next->try_emplace(std::string(alias)).first;
-    int result = edit(it->second);
+    auto it = next->find(alias, hash);
+    if (it == next->end()) {
+      it = next->emplace(AliasKey::Make(alias), AliasEntries()).first;
+    }
+    const int result = edit(it->second);
+    std::optional<AliasKey> removed;
     if (it->second.empty()) {
+      removed = it->first;
       next->erase(it);
     }
     slot.store(next.release(), std::memory_order_release);
     epochs_.WaitForReaders();
     delete old_shard;
+    if (removed.has_value()) {
+      AliasKey::Free(*removed);  // no shard a reader can see holds it
+    }
     return result;
   }
 

@@ -67,7 +67,8 @@ Entry::Entry(EntryParts parts, LeafFacts facts)
       created_at_(parts.created_at),
       not_before_(facts.not_before),
       not_after_(facts.not_after),
-      thumbprint_(std::move(facts.thumbprint)) {}
+      thumbprint_(std::move(facts.thumbprint)),
+      key_match_vouched_(facts.key_matches_leaf) {}
 
 absl::StatusOr<std::shared_ptr<const Entry>> Entry::Create(EntryParts parts) {
   CERTSTORE_RETURN_IF_ERROR(ValidateAlias(parts.alias));
@@ -147,26 +148,35 @@ absl::StatusOr<std::string> Entry::LeafPublicKeyDer() const {
 
 absl::Status Entry::CheckWellFormed() const {
   for (size_t i = 0; i < chain_der_.size(); ++i) {
-    absl::StatusOr<internal::LeafDer> cert =
-        internal::ReadLeafDer(chain_der_[i]);
-    if (!cert.ok()) {
+    absl::Status shape = internal::CheckCertificateShape(chain_der_[i]);
+    if (!shape.ok()) {
       return absl::InvalidArgumentError(
           absl::StrCat(i == 0 ? std::string("leaf certificate")
                               : absl::StrCat("chain certificate ", i),
-                       " is not a DER certificate: ", cert.status().message()));
+                       " is not a DER certificate: ", shape.message()));
     }
   }
   return absl::OkStatus();
 }
 
-absl::Status CheckKeyMatchesLeaf(const Entry& entry) {
-  CERTSTORE_ASSIGN_OR_RETURN(std::string leaf_spki, entry.LeafPublicKeyDer());
-  if (leaf_spki != entry.key()->public_key_der()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("key does not match certificate (thumbprint ",
-                     entry.thumbprint(), ")"));
+absl::Status Entry::KeyMatchesLeaf() const {
+  if (key_match_vouched_) {
+    return absl::OkStatus();
   }
-  return absl::OkStatus();
+  absl::call_once(key_match_once_, [this] {
+    absl::StatusOr<std::string> leaf_spki = LeafPublicKeyDer();
+    if (!leaf_spki.ok()) {
+      key_match_ = leaf_spki.status();
+    } else if (*leaf_spki != key_->public_key_der()) {
+      key_match_ = absl::FailedPreconditionError(absl::StrCat(
+          "key does not match certificate (thumbprint ", thumbprint_, ")"));
+    }
+  });
+  return key_match_;
+}
+
+absl::Status CheckKeyMatchesLeaf(const Entry& entry) {
+  return entry.KeyMatchesLeaf();
 }
 
 absl::Status ProbeEntryKey(const Entry& entry) {

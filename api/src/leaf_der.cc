@@ -67,7 +67,13 @@ bool ParseValidity(absl::string_view validity, LeafFacts* facts) {
 
 }  // namespace
 
-absl::StatusOr<LeafDer> ReadLeafDer(absl::string_view cert_der) {
+namespace {
+
+// Walks the certificate's outer structure, reading the validity into
+// `facts` and pointing `spki` at the subjectPublicKeyInfo. InvalidArgument
+// when `cert_der` does not have a certificate's shape.
+absl::Status Walk(absl::string_view cert_der, LeafFacts* facts,
+                  absl::string_view* spki_der) {
   absl::string_view rest = cert_der;
   Element cert;
   Element tbs;
@@ -82,21 +88,36 @@ absl::StatusOr<LeafDer> ReadLeafDer(absl::string_view cert_der) {
        --skip) {
     ok = Next(&fields, &field);
   }
-  LeafDer leaf;
   Element validity;
   Element subject;
   Element spki;
   ok = ok && NextSequence(&fields, &validity) &&
-       ParseValidity(validity.contents, &leaf.facts) &&
+       ParseValidity(validity.contents, facts) &&
        NextSequence(&fields, &subject) && NextSequence(&fields, &spki);
   if (!ok) {
     return absl::InvalidArgumentError(
         absl::StrCat("leaf certificate (", cert_der.size(),
                      " bytes) does not have a certificate's DER structure"));
   }
+  *spki_der = spki.whole;
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<LeafDer> ReadLeafDer(absl::string_view cert_der) {
+  LeafDer leaf;
+  absl::string_view spki;
+  CERTSTORE_RETURN_IF_ERROR(Walk(cert_der, &leaf.facts, &spki));
   leaf.facts.thumbprint = Thumbprint(cert_der);
-  leaf.public_key_der = std::string(spki.whole);
+  leaf.public_key_der = std::string(spki);
   return leaf;
+}
+
+absl::Status CheckCertificateShape(absl::string_view cert_der) {
+  LeafFacts facts;
+  absl::string_view spki;
+  return Walk(cert_der, &facts, &spki);
 }
 
 }  // namespace certstore::internal

@@ -1,10 +1,15 @@
 // The conformance suite instantiated for Pkcs11Store on a private SoftHSM2
-// token. One token per binary: each case gets a fresh store on it after
+// token, alone and under a memory layer (LayeredStore). One token per binary: each case gets a fresh store on it after
 // every object is destroyed, so the store is empty. Software keys from the
 // test PKI are imported (allow_import), token keys come from CreateKey.
 #include <cstdio>
 #include <cstdlib>
+#include <memory>
+#include <utility>
+#include <vector>
 
+#include "cache/layered_store.h"
+#include "memory/memory_store.h"
 #include "pkcs11/pkcs11_store.h"
 #include "tests/conformance/cert_store_conformance.h"
 #include "tests/pkcs11/softhsm_token.h"
@@ -47,10 +52,34 @@ absl::StatusOr<std::unique_ptr<CertStore>> OpenEmpty(const Clock* clock) {
   return OpenPkcs11Store(options);
 }
 
-INSTANTIATE_TEST_SUITE_P(Pkcs11, CertStoreConformanceTest,
-                         ::testing::Values(ConformanceBackend{"pkcs11",
-                                                              &OpenEmpty}),
-                         ConformanceBackendName);
+// Memory over the token, as "memory:,pkcs11:..." opens it.
+absl::StatusOr<std::unique_ptr<CertStore>> OpenMemoryOverEmpty(
+    const Clock* clock) {
+  absl::StatusOr<std::unique_ptr<CertStore>> token_store = OpenEmpty(clock);
+  if (!token_store.ok()) {
+    return token_store.status();
+  }
+  MemoryStoreOptions memory_options;
+  memory_options.clock = clock;
+  std::vector<std::unique_ptr<CertStore>> layers;
+  layers.push_back(NewMemoryStore(memory_options));
+  layers.push_back(*std::move(token_store));
+  LayeredStoreOptions options;
+  options.clock = clock;
+  absl::StatusOr<std::unique_ptr<LayeredStore>> layered =
+      LayeredStore::Open(std::move(layers), options);
+  if (!layered.ok()) {
+    return layered.status();
+  }
+  return std::unique_ptr<CertStore>(*std::move(layered));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Pkcs11, CertStoreConformanceTest,
+    ::testing::Values(ConformanceBackend{"pkcs11", &OpenEmpty},
+                      ConformanceBackend{"memory_over_pkcs11",
+                                         &OpenMemoryOverEmpty}),
+    ConformanceBackendName);
 
 }  // namespace
 }  // namespace certstore::testing

@@ -299,6 +299,39 @@ TEST_F(EntryTest, RestoredEntryIsCheckedWithoutDecodingIt) {
             (*restored)->key()->public_key_der());
 }
 
+TEST_F(EntryTest, KeyCheckVouchedForByTheRestoringStoreIsTrusted) {
+  // A store sets key_matches_leaf only for bytes it checked when writing
+  // them and whose integrity it has verified since; the flag is trusted,
+  // so a mismatch it vouches for is not caught (the store's contract).
+  EntryParts parts = EcParts();
+  parts.key = PoolKey(KeyType::kRsa2048);
+  LeafFacts facts = FactsFor(parts);
+  auto unvouched = Entry::Restore(parts, facts);
+  ASSERT_OK(unvouched);
+  EXPECT_THAT(CheckKeyMatchesLeaf(**unvouched),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
+  facts.key_matches_leaf = true;
+  auto vouched = Entry::Restore(std::move(parts), facts);
+  ASSERT_OK(vouched);
+  EXPECT_OK(CheckKeyMatchesLeaf(**vouched));
+}
+
+TEST_F(EntryTest, KeyCheckVerdictIsTheSameEveryTime) {
+  EntryParts parts = EcParts();
+  parts.key = PoolKey(KeyType::kRsa2048);
+  std::shared_ptr<const Entry> mismatched = CreateOrDie(std::move(parts));
+  ASSERT_NE(mismatched, nullptr);
+  for (int i = 0; i < 2; ++i) {
+    EXPECT_THAT(CheckKeyMatchesLeaf(*mismatched),
+                StatusIs(absl::StatusCode::kFailedPrecondition,
+                         HasSubstr("does not match")));
+  }
+  std::shared_ptr<const Entry> matching = CreateOrDie(EcParts());
+  ASSERT_NE(matching, nullptr);
+  EXPECT_OK(CheckKeyMatchesLeaf(*matching));
+  EXPECT_OK(CheckKeyMatchesLeaf(*matching));
+}
+
 TEST_F(EntryTest, GarbageLeafHasNoPublicKey) {
   EntryParts parts = EcParts();
   parts.chain_der[0] = "not a certificate";

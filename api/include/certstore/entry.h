@@ -55,6 +55,13 @@ struct LeafFacts {
   absl::Time not_before;
   absl::Time not_after;
   std::string thumbprint;  // x5t#S256 of chain_der[0]
+  // Set by a store that checked, when it wrote the entry, that the key
+  // matches the leaf (CheckKeyMatchesLeaf), and has verified since that
+  // the bytes it read back are the ones it wrote (an integrity digest over
+  // certificates and key). CheckKeyMatchesLeaf then trusts it, so that
+  // caching a restored entry (a back-fill) does not derive the key's
+  // public key again.
+  bool key_matches_leaf = false;
 };
 
 // An immutable, thread-safe entry. Stores hand out shared_ptr<const Entry>;
@@ -94,6 +101,11 @@ class Entry {
   // without decoding it (~1 µs; kept). DataLoss if it has no such field.
   absl::StatusOr<std::string> LeafPublicKeyDer() const;
 
+  // CheckKeyMatchesLeaf's verdict: vouched for by the store that restored
+  // the entry (LeafFacts::key_matches_leaf), or computed on first call and
+  // remembered (key and certificate never change).
+  absl::Status KeyMatchesLeaf() const;
+
   // OK when every certificate has a certificate's DER shape (a walk of its
   // outer structure, ~1 µs each; no signature or extension checks). What
   // Put checks, so that entries restored from storage are not decoded just
@@ -112,6 +124,7 @@ class Entry {
   absl::Time not_before_;
   absl::Time not_after_;
   std::string thumbprint_;
+  bool key_match_vouched_;
 
   mutable absl::once_flag decode_once_;
   mutable absl::Status decode_status_;
@@ -119,11 +132,15 @@ class Entry {
   mutable std::vector<X509*> cert_ptrs_;
   mutable absl::once_flag leaf_spki_once_;
   mutable absl::StatusOr<std::string> leaf_public_key_der_;
+  mutable absl::once_flag key_match_once_;
+  mutable absl::Status key_match_;
 };
 
 // OK when the entry's key is the leaf certificate's key; FailedPrecondition
 // (naming the thumbprint) otherwise. A comparison of public keys only: it
-// does not prove the key can sign (that is ProbeKey).
+// does not prove the key can sign (that is ProbeKey). Done once per entry
+// (Entry::KeyMatchesLeaf), so that every layer a Put or a back-fill writes
+// to does not repeat it.
 absl::Status CheckKeyMatchesLeaf(const Entry& entry);
 
 // Signs a fresh, domain-separated random challenge with the entry's key and

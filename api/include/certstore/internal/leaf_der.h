@@ -23,6 +23,10 @@ struct LeafDer {
 // anything else.
 absl::StatusOr<LeafDer> ReadLeafDer(absl::string_view cert_der);
 
+// What ReadLeafDer accepts, without hashing or copying anything: OK or the
+// same InvalidArgument.
+absl::Status CheckCertificateShape(absl::string_view cert_der);
+
 }  // namespace certstore::internal
 
 #endif  // CERTSTORE_INTERNAL_LEAF_DER_H_
