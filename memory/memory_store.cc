@@ -3,18 +3,19 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <limits>
 #include <memory>
-#include <optional>
+#include <new>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "absl/base/attributes.h"
-#include "absl/container/flat_hash_map.h"
-#include "absl/container/inlined_vector.h"
+#include "absl/base/optimization.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/hash/hash.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -44,6 +45,18 @@ struct Candidate {
   }
 };
 
+// options.min_remaining in nanoseconds; the default without absl's
+// out-of-line conversion (Find's hot path).
+int64_t MinRemainingNanos(const FindOptions& options) {
+  constexpr int64_t kDefaultNs = int64_t{24} * 3600 * 1'000'000'000;
+  static_assert(absl::Nanoseconds(kDefaultNs) == FindOptions{}.min_remaining,
+                "FindOptions' default changed");
+  if (options.min_remaining == absl::Nanoseconds(kDefaultNs)) {
+    return kDefaultNs;
+  }
+  return absl::ToInt64Nanoseconds(options.min_remaining);
+}
+
 int64_t SaturatedNanos(absl::Time t) {
   if (t >= absl::FromUnixNanos(std::numeric_limits<int64_t>::max())) {
     return std::numeric_limits<int64_t>::max();
@@ -53,48 +66,89 @@ int64_t SaturatedNanos(absl::Time t) {
   }
   return absl::ToUnixNanos(t);
 }
-// Entries of one alias, newest not_after first. Usually one.
-using AliasEntries = absl::InlinedVector<Candidate, 1>;
-
-// An alias's bytes, behind one pointer so that a map slot is 48 bytes (the
-// size of a bare map's string + shared_ptr slot) instead of 72 with a
-// std::string key. Allocated once when the alias enters the store and
-// shared by every later copy of its shard; freed by whoever removes the
-// alias (once no reader can see it) or by the store's destructor.
-class AliasKey {
+// One alias and its entries, newest not_after first; immutable once
+// published (an edit makes a new node, the old one is freed once no reader
+// can see it). Laid out so that a lookup reads one cache line: the newest
+// entry's validity and pointer, then the alias bytes (aliases up to
+// kInlineAliasBytes fit the line; longer ones run on past it).
+class AliasNode {
  public:
-  static AliasKey Make(absl::string_view alias) {
-    const uint32_t size = static_cast<uint32_t>(alias.size());
-    char* bytes = new char[sizeof(size) + alias.size()];
-    std::memcpy(bytes, &size, sizeof(size));
-    std::memcpy(bytes + sizeof(size), alias.data(), alias.size());
-    return AliasKey(bytes);
-  }
-  static void Free(AliasKey key) { delete[] key.bytes_; }
+  static constexpr size_t kInlineAliasBytes = 22;
 
-  absl::string_view view() const {
-    uint32_t size;
-    std::memcpy(&size, bytes_, sizeof(size));
-    return absl::string_view(bytes_ + sizeof(size), size);
+  // `entries`: at least one, newest not_after first.
+  static const AliasNode* Make(absl::string_view alias,
+                               std::vector<Candidate> entries) {
+    const size_t extra =
+        alias.size() > kInlineAliasBytes ? alias.size() - kInlineAliasBytes : 0;
+    void* memory = ::operator new (sizeof(AliasNode) + extra,
+                                   std::align_val_t{alignof(AliasNode)});
+    auto* node = new (memory) AliasNode(std::move(entries), alias.size());
+    std::memcpy(node->bytes(), alias.data(), alias.size());
+    return node;
   }
+  static void Free(const AliasNode* node) {
+    node->~AliasNode();
+    ::operator delete (const_cast<AliasNode*>(node),
+                       std::align_val_t{alignof(AliasNode)});
+  }
+
+  absl::string_view alias() const { return {bytes(), size_}; }
+  const Candidate& newest() const { return newest_; }
+  // The others, newest first (usually none).
+  const std::vector<Candidate>* older() const { return older_.get(); }
+  std::vector<Candidate> Entries() const {
+    std::vector<Candidate> all = {newest_};
+    if (older_ != nullptr) {
+      all.insert(all.end(), older_->begin(), older_->end());
+    }
+    return all;
+  }
+  size_t count() const { return 1 + (older_ == nullptr ? 0 : older_->size()); }
 
  private:
-  explicit AliasKey(char* bytes) : bytes_(bytes) {}
-  char* bytes_;  // a uint32 length, then the alias bytes
-};
+  AliasNode(std::vector<Candidate> entries, size_t size)
+      : newest_(std::move(entries.front())),
+        size_(static_cast<uint16_t>(size)) {
+    if (entries.size() > 1) {
+      older_ = std::make_unique<std::vector<Candidate>>(
+          std::make_move_iterator(entries.begin() + 1),
+          std::make_move_iterator(entries.end()));
+    }
+  }
+  // The alias bytes start in inline_bytes_ and, for long aliases, continue
+  // into the extra storage Make allocated right after the node.
+  const char* bytes() const {
+    return reinterpret_cast<const char*>(this) +
+           offsetof(AliasNode, inline_bytes_);
+  }
+  char* bytes() {
+    return reinterpret_cast<char*>(this) + offsetof(AliasNode, inline_bytes_);
+  }
 
-// Hash and equality on the alias bytes, for AliasKey and string_view alike.
+  Candidate newest_;                               // 32 bytes
+  std::unique_ptr<std::vector<Candidate>> older_;  // 8
+  uint16_t size_;                                  // 2 (kMaxAliasBytes fits)
+  char inline_bytes_[kInlineAliasBytes];           // 22: 64 in all
+} ABSL_CACHELINE_ALIGNED;
+static_assert(sizeof(Candidate) == 32, "a candidate is two times + pointer");
+static_assert(sizeof(AliasNode) == 64 && alignof(AliasNode) == 64,
+              "a node is one cache line");
+static_assert(kMaxAliasBytes <= UINT16_MAX, "alias sizes fit a uint16");
+
+// Hash and equality on the alias bytes, for nodes and string_view alike.
 struct AliasHash {
   using is_transparent = void;
   size_t operator()(absl::string_view alias) const {
     return absl::Hash<absl::string_view>{}(alias);
   }
-  size_t operator()(AliasKey key) const { return (*this)(key.view()); }
+  size_t operator()(const AliasNode* node) const {
+    return (*this)(node->alias());
+  }
 };
 struct AliasEq {
   using is_transparent = void;
   static absl::string_view View(absl::string_view alias) { return alias; }
-  static absl::string_view View(AliasKey key) { return key.view(); }
+  static absl::string_view View(const AliasNode* node) { return node->alias(); }
   template <typename A, typename B>
   bool operator()(const A& a, const B& b) const {
     return View(a) == View(b);
@@ -102,8 +156,9 @@ struct AliasEq {
 };
 
 // An immutable shard: replaced whole by writers, never modified in place.
-// It does not own its keys (successive shards share them).
-using Shard = absl::flat_hash_map<AliasKey, AliasEntries, AliasHash, AliasEq>;
+// Its slots are node pointers (8 bytes: a shard's table stays small and
+// cached); successive shards share the nodes of aliases they did not edit.
+using Shard = absl::flat_hash_set<const AliasNode*, AliasHash, AliasEq>;
 
 constexpr size_t kShardBits = 8;
 constexpr size_t kShards = size_t{1} << kShardBits;
@@ -120,8 +175,8 @@ class MemoryStore final : public CertStore {
   ~MemoryStore() override {
     for (auto& shard_ptr : shards_) {
       const Shard* shard = shard_ptr.load(std::memory_order_acquire);
-      for (const auto& [key, entries] : *shard) {
-        AliasKey::Free(key);
+      for (const AliasNode* node : *shard) {
+        AliasNode::Free(node);
       }
       delete shard;
     }
@@ -135,17 +190,22 @@ class MemoryStore final : public CertStore {
       return FindFailure(alias);
     }
     const size_t hash = absl::Hash<absl::string_view>{}(alias);
-    const int64_t now_ns = absl::ToUnixNanos(clock_->Now());
-    const int64_t min_remaining_ns =
-        absl::ToInt64Nanoseconds(options.min_remaining);
+    const int64_t now_ns = clock_->NowUnixNanos();
+    const int64_t min_remaining_ns = MinRemainingNanos(options);
     {
       ReadEpochs::Section section = epochs_.Enter();
       const Shard* shard = ShardFor(hash).load(std::memory_order_acquire);
       auto it = shard->find(alias, hash);
       if (it != shard->end()) {
-        for (const Candidate& candidate : it->second) {
-          if (candidate.Servable(now_ns, min_remaining_ns)) {
-            return candidate.entry;
+        const AliasNode& node = **it;
+        if (node.newest().Servable(now_ns, min_remaining_ns)) {
+          return node.newest().entry;
+        }
+        if (node.older() != nullptr) {
+          for (const Candidate& candidate : *node.older()) {
+            if (candidate.Servable(now_ns, min_remaining_ns)) {
+              return candidate.entry;
+            }
           }
         }
       }
@@ -164,22 +224,24 @@ class MemoryStore final : public CertStore {
     CERTSTORE_RETURN_IF_ERROR(WithContext(entry->CheckWellFormed(), context));
     CERTSTORE_RETURN_IF_ERROR(
         WithContext(CheckKeyMatchesLeaf(*entry), context));
-    Rewrite(entry->alias(), /*create=*/true, [&entry](AliasEntries& entries) {
-      entries.erase(std::remove_if(entries.begin(), entries.end(),
-                                   [&](const Candidate& c) {
-                                     return c.entry->thumbprint() ==
-                                            entry->thumbprint();
-                                   }),
-                    entries.end());
-      const Candidate candidate{SaturatedNanos(entry->not_before()),
-                                SaturatedNanos(entry->not_after()), entry};
-      auto pos =
-          std::find_if(entries.begin(), entries.end(), [&](const Candidate& c) {
-            return c.not_after_ns < candidate.not_after_ns;
-          });
-      entries.insert(pos, candidate);
-      return 0;
-    });
+    Rewrite(entry->alias(), /*create=*/true,
+            [&entry](std::vector<Candidate>& entries) {
+              entries.erase(std::remove_if(entries.begin(), entries.end(),
+                                           [&](const Candidate& c) {
+                                             return c.entry->thumbprint() ==
+                                                    entry->thumbprint();
+                                           }),
+                            entries.end());
+              const Candidate candidate{SaturatedNanos(entry->not_before()),
+                                        SaturatedNanos(entry->not_after()),
+                                        entry};
+              auto pos = std::find_if(
+                  entries.begin(), entries.end(), [&](const Candidate& c) {
+                    return c.not_after_ns < candidate.not_after_ns;
+                  });
+              entries.insert(pos, candidate);
+              return 0;
+            });
     return absl::OkStatus();
   }
 
@@ -187,11 +249,12 @@ class MemoryStore final : public CertStore {
     if (absl::Status s = ValidateAlias(alias); !s.ok()) {
       return WithContext(s, OpContext(Name(), "DeleteAllForAlias", ""));
     }
-    return Rewrite(alias, /*create=*/false, [](AliasEntries& entries) {
-      int removed = static_cast<int>(entries.size());
-      entries.clear();
-      return removed;
-    });
+    return Rewrite(alias, /*create=*/false,
+                   [](std::vector<Candidate>& entries) {
+                     int removed = static_cast<int>(entries.size());
+                     entries.clear();
+                     return removed;
+                   });
   }
 
   absl::Status ProbeKey(const Entry& entry) override {
@@ -218,11 +281,11 @@ class MemoryStore final : public CertStore {
       ReadEpochs::Section section = epochs_.Enter();
       for (const auto& shard_ptr : shards_) {
         const Shard* shard = shard_ptr.load(std::memory_order_acquire);
-        for (const auto& [key, entries] : *shard) {
-          if (!absl::StartsWith(key.view(), options.alias_prefix)) {
+        for (const AliasNode* node : *shard) {
+          if (!absl::StartsWith(node->alias(), options.alias_prefix)) {
             continue;
           }
-          for (const Candidate& candidate : entries) {
+          for (const Candidate& candidate : node->Entries()) {
             infos.push_back(InfoOf(*candidate.entry, Name()));
           }
         }
@@ -264,8 +327,9 @@ class MemoryStore final : public CertStore {
     return shards_[hash >> (sizeof(size_t) * 8 - kShardBits)];
   }
 
-  // Copies the alias's shard, lets `edit` change the alias's entries,
-  // publishes the copy and frees the old shard once no reader sees it.
+  // Copies the alias's shard with a new node for the alias holding what
+  // `edit` made of its entries (none: the alias leaves the shard), publishes
+  // the copy, and frees the old shard and node once no reader sees them.
   // Returns what `edit` returns. An absent alias is created only when
   // `create`; otherwise nothing is copied and the result is 0.
   template <typename Edit>
@@ -274,25 +338,28 @@ class MemoryStore final : public CertStore {
     absl::MutexLock lock(&write_mu_);
     std::atomic<const Shard*>& slot = ShardFor(hash);
     const Shard* old_shard = slot.load(std::memory_order_relaxed);
-    if (!create && old_shard->find(alias, hash) == old_shard->end()) {
+    auto old_it = old_shard->find(alias, hash);
+    const AliasNode* old_node = old_it == old_shard->end() ? nullptr : *old_it;
+    if (!create && old_node == nullptr) {
       return 0;
     }
-    auto next = std::make_unique<Shard>(*old_shard);
-    auto it = next->find(alias, hash);
-    if (it == next->end()) {
-      it = next->emplace(AliasKey::Make(alias), AliasEntries()).first;
+    std::vector<Candidate> entries;
+    if (old_node != nullptr) {
+      entries = old_node->Entries();
     }
-    const int result = edit(it->second);
-    std::optional<AliasKey> removed;
-    if (it->second.empty()) {
-      removed = it->first;
-      next->erase(it);
+    const int result = edit(entries);
+    auto next = std::make_unique<Shard>(*old_shard);
+    if (old_node != nullptr) {
+      next->erase(old_node);
+    }
+    if (!entries.empty()) {
+      next->insert(AliasNode::Make(alias, std::move(entries)));
     }
     slot.store(next.release(), std::memory_order_release);
     epochs_.WaitForReaders();
     delete old_shard;
-    if (removed.has_value()) {
-      AliasKey::Free(*removed);  // no shard a reader can see holds it
+    if (old_node != nullptr) {
+      AliasNode::Free(old_node);  // no shard a reader can see holds it
     }
     return result;
   }

@@ -17,6 +17,11 @@ class SystemClock final : public Clock {
     clock_gettime(CLOCK_REALTIME_COARSE, &ts);
     return absl::TimeFromTimespec(ts);
   }
+  int64_t NowUnixNanos() const override {
+    timespec ts;
+    clock_gettime(CLOCK_REALTIME_COARSE, &ts);
+    return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
+  }
 };
 
 }  // namespace

@@ -14,6 +14,9 @@ class Clock {
  public:
   virtual ~Clock() = default;
   virtual absl::Time Now() const = 0;
+  // Now() as Unix nanoseconds: what lookups compare with, without absl's
+  // out-of-line conversion. Clocks override it with a direct read.
+  virtual int64_t NowUnixNanos() const { return absl::ToUnixNanos(Now()); }
 
   // The process-wide wall clock, read coarsely (one kernel tick, ~4 ms,
   // of resolution; cheap enough for every lookup). Never null, never
@@ -28,6 +31,9 @@ class ManualClock final : public Clock {
 
   absl::Time Now() const override {
     return absl::FromUnixNanos(nanos_.load(std::memory_order_acquire));
+  }
+  int64_t NowUnixNanos() const override {
+    return nanos_.load(std::memory_order_acquire);
   }
   void Set(absl::Time t) {
     nanos_.store(absl::ToUnixNanos(t), std::memory_order_release);
