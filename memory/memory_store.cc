@@ -135,30 +135,38 @@ static_assert(sizeof(AliasNode) == 64 && alignof(AliasNode) == 64,
               "a node is one cache line");
 static_assert(kMaxAliasBytes <= UINT16_MAX, "alias sizes fit a uint16");
 
-// Hash and equality on the alias bytes, for nodes and string_view alike.
+// A shard's slot: the node and its alias's hash, kept so that copying a
+// shard (every write) re-inserts slots without touching the nodes.
+struct NodeRef {
+  const AliasNode* node;
+  size_t hash;
+};
+
+// Hash and equality for slots, and for alias lookups (string_view).
 struct AliasHash {
   using is_transparent = void;
   size_t operator()(absl::string_view alias) const {
     return absl::Hash<absl::string_view>{}(alias);
   }
-  size_t operator()(const AliasNode* node) const {
-    return (*this)(node->alias());
-  }
+  size_t operator()(const NodeRef& ref) const { return ref.hash; }
 };
 struct AliasEq {
   using is_transparent = void;
-  static absl::string_view View(absl::string_view alias) { return alias; }
-  static absl::string_view View(const AliasNode* node) { return node->alias(); }
-  template <typename A, typename B>
-  bool operator()(const A& a, const B& b) const {
-    return View(a) == View(b);
+  bool operator()(const NodeRef& a, const NodeRef& b) const {
+    return a.node == b.node;
+  }
+  bool operator()(const NodeRef& ref, absl::string_view alias) const {
+    return ref.node->alias() == alias;
+  }
+  bool operator()(absl::string_view alias, const NodeRef& ref) const {
+    return ref.node->alias() == alias;
   }
 };
 
 // An immutable shard: replaced whole by writers, never modified in place.
-// Its slots are node pointers (8 bytes: a shard's table stays small and
-// cached); successive shards share the nodes of aliases they did not edit.
-using Shard = absl::flat_hash_set<const AliasNode*, AliasHash, AliasEq>;
+// Its slots are 16 bytes (a shard's table stays small and cached);
+// successive shards share the nodes of aliases they did not edit.
+using Shard = absl::flat_hash_set<NodeRef, AliasHash, AliasEq>;
 
 constexpr size_t kShardBits = 8;
 constexpr size_t kShards = size_t{1} << kShardBits;
@@ -175,8 +183,8 @@ class MemoryStore final : public CertStore {
   ~MemoryStore() override {
     for (auto& shard_ptr : shards_) {
       const Shard* shard = shard_ptr.load(std::memory_order_acquire);
-      for (const AliasNode* node : *shard) {
-        AliasNode::Free(node);
+      for (const NodeRef& ref : *shard) {
+        AliasNode::Free(ref.node);
       }
       delete shard;
     }
@@ -197,7 +205,7 @@ class MemoryStore final : public CertStore {
       const Shard* shard = ShardFor(hash).load(std::memory_order_acquire);
       auto it = shard->find(alias, hash);
       if (it != shard->end()) {
-        const AliasNode& node = **it;
+        const AliasNode& node = *it->node;
         if (node.newest().Servable(now_ns, min_remaining_ns)) {
           return node.newest().entry;
         }
@@ -281,11 +289,11 @@ class MemoryStore final : public CertStore {
       ReadEpochs::Section section = epochs_.Enter();
       for (const auto& shard_ptr : shards_) {
         const Shard* shard = shard_ptr.load(std::memory_order_acquire);
-        for (const AliasNode* node : *shard) {
-          if (!absl::StartsWith(node->alias(), options.alias_prefix)) {
+        for (const NodeRef& ref : *shard) {
+          if (!absl::StartsWith(ref.node->alias(), options.alias_prefix)) {
             continue;
           }
-          for (const Candidate& candidate : node->Entries()) {
+          for (const Candidate& candidate : ref.node->Entries()) {
             infos.push_back(InfoOf(*candidate.entry, Name()));
           }
         }
@@ -339,7 +347,8 @@ class MemoryStore final : public CertStore {
     std::atomic<const Shard*>& slot = ShardFor(hash);
     const Shard* old_shard = slot.load(std::memory_order_relaxed);
     auto old_it = old_shard->find(alias, hash);
-    const AliasNode* old_node = old_it == old_shard->end() ? nullptr : *old_it;
+    const AliasNode* old_node =
+        old_it == old_shard->end() ? nullptr : old_it->node;
     if (!create && old_node == nullptr) {
       return 0;
     }
@@ -350,10 +359,10 @@ class MemoryStore final : public CertStore {
     const int result = edit(entries);
     auto next = std::make_unique<Shard>(*old_shard);
     if (old_node != nullptr) {
-      next->erase(old_node);
+      next->erase(NodeRef{old_node, hash});
     }
     if (!entries.empty()) {
-      next->insert(AliasNode::Make(alias, std::move(entries)));
+      next->insert(NodeRef{AliasNode::Make(alias, std::move(entries)), hash});
     }
     slot.store(next.release(), std::memory_order_release);
     epochs_.WaitForReaders();
