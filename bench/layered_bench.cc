@@ -107,8 +107,8 @@ struct ColdStores {
 
 ColdStores ColdOf(const std::vector<std::string>& aliases,
                   LayeredStore* layered) {
-  return ColdStores{aliases, layered, layered->layers()[0],
-                    layered->layers()[1], {}};
+  return ColdStores{
+      aliases, layered, layered->layers()[0], layered->layers()[1], {}};
 }
 
 ColdStores& Cold1000() {

@@ -131,7 +131,8 @@ class CliBackendAgainstEmulatorTest
   std::unique_ptr<SoftHsmToken> token_;
 };
 
-TEST_P(CliBackendAgainstEmulatorTest, TokenMintsOnceAcrossProcessesAndHidesTheToken) {
+TEST_P(CliBackendAgainstEmulatorTest,
+       TokenMintsOnceAcrossProcessesAndHidesTheToken) {
   auto [alias, thumbprint] = Mint();
   ASSERT_FALSE(alias.empty());
   EXPECT_EQ(alias, emulator_->client_id() + "#att=0");

@@ -1,7 +1,8 @@
 // The conformance suite instantiated for Pkcs11Store on a private SoftHSM2
-// token, alone and under a memory layer (LayeredStore). One token per binary: each case gets a fresh store on it after
-// every object is destroyed, so the store is empty. Software keys from the
-// test PKI are imported (allow_import), token keys come from CreateKey.
+// token, alone and under a memory layer (LayeredStore). One token per binary:
+// each case gets a fresh store on it after every object is destroyed, so the
+// store is empty. Software keys from the test PKI are imported (allow_import),
+// token keys come from CreateKey.
 #include <cstdio>
 #include <cstdlib>
 #include <memory>

@@ -49,7 +49,8 @@ TEST(Pkcs11UriTest, ParsesTokenModuleAndPinSource) {
 
 TEST(Pkcs11UriTest, AllowImportIsAVendorQueryAttribute) {
   auto options = ParsePkcs11Uri(
-      "pkcs11:token=a?module-path=/m.so&pin-source=file:/p&x-allow-import=true");
+      "pkcs11:token=a?module-path=/m.so&pin-source=file:/"
+      "p&x-allow-import=true");
   ASSERT_OK(options);
   EXPECT_TRUE(options->allow_import);
   EXPECT_THAT(ParsePkcs11Uri("pkcs11:token=a?module-path=/m.so&pin-source=file:"
