@@ -283,13 +283,7 @@ absl::StatusOr<std::vector<EntryInfo>> LayeredStoreImpl::List(
   for (auto& [key, info] : merged) {
     out.push_back(std::move(info));
   }
-  std::stable_sort(out.begin(), out.end(),
-                   [](const EntryInfo& a, const EntryInfo& b) {
-                     if (a.alias != b.alias) {
-                       return a.alias < b.alias;
-                     }
-                     return a.not_after > b.not_after;
-                   });
+  SortListing(out);
   return out;
 }
 

@@ -144,11 +144,7 @@ class PemDirStore final : public CertStore {
 
   absl::StatusOr<std::shared_ptr<const Key>> CreateKey(
       absl::string_view alias, const KeySpec& spec) override {
-    if (absl::Status s = ValidateAlias(alias); !s.ok()) {
-      return WithContext(s, OpContext(Name(), "CreateKey", ""));
-    }
-    return InContext(GenerateSoftwareKey(spec),
-                     OpContext(Name(), "CreateKey", alias));
+    return CreateSoftwareKeyFor(Name(), alias, spec);
   }
 
   absl::StatusOr<std::vector<EntryInfo>> List(
@@ -165,13 +161,7 @@ class PemDirStore final : public CertStore {
         ListAliasDir(item.name, options.alias_prefix, &infos);
       }
     }
-    std::sort(infos.begin(), infos.end(),
-              [](const EntryInfo& a, const EntryInfo& b) {
-                if (a.alias != b.alias) {
-                  return a.alias < b.alias;
-                }
-                return a.not_after > b.not_after;
-              });
+    SortListing(infos);
     return infos;
   }
 

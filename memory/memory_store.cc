@@ -272,14 +272,7 @@ class MemoryStore final : public CertStore {
 
   absl::StatusOr<std::shared_ptr<const Key>> CreateKey(
       absl::string_view alias, const KeySpec& spec) override {
-    if (absl::Status s = ValidateAlias(alias); !s.ok()) {
-      return WithContext(s, OpContext(Name(), "CreateKey", ""));
-    }
-    absl::StatusOr<std::shared_ptr<const Key>> key = GenerateSoftwareKey(spec);
-    if (!key.ok()) {
-      return WithContext(key.status(), OpContext(Name(), "CreateKey", alias));
-    }
-    return key;
+    return CreateSoftwareKeyFor(Name(), alias, spec);
   }
 
   absl::StatusOr<std::vector<EntryInfo>> List(
@@ -299,13 +292,7 @@ class MemoryStore final : public CertStore {
         }
       }
     }
-    std::sort(infos.begin(), infos.end(),
-              [](const EntryInfo& a, const EntryInfo& b) {
-                if (a.alias != b.alias) {
-                  return a.alias < b.alias;
-                }
-                return a.not_after > b.not_after;
-              });
+    SortListing(infos);
     return infos;
   }
 

@@ -188,14 +188,7 @@ class SqliteStore final : public CertStore {
 
   absl::StatusOr<std::shared_ptr<const Key>> CreateKey(
       absl::string_view alias, const KeySpec& spec) override {
-    if (absl::Status s = ValidateAlias(alias); !s.ok()) {
-      return WithContext(s, OpContext(Name(), "CreateKey", ""));
-    }
-    absl::StatusOr<std::shared_ptr<const Key>> key = GenerateSoftwareKey(spec);
-    if (!key.ok()) {
-      return WithContext(key.status(), OpContext(Name(), "CreateKey", alias));
-    }
-    return key;
+    return CreateSoftwareKeyFor(Name(), alias, spec);
   }
 
   absl::StatusOr<std::vector<EntryInfo>> List(

@@ -2,6 +2,7 @@
 
 #include <openssl/rand.h>
 
+#include <algorithm>
 #include <string>
 #include <utility>
 
@@ -202,6 +203,16 @@ absl::Status ProbeEntryKey(const Entry& entry) {
 bool IsServable(absl::Time not_before, absl::Time not_after, absl::Time now,
                 const FindOptions& options) {
   return not_before <= now && not_after - now >= options.min_remaining;
+}
+
+void SortListing(std::vector<EntryInfo>& infos) {
+  std::stable_sort(infos.begin(), infos.end(),
+                   [](const EntryInfo& a, const EntryInfo& b) {
+                     if (a.alias != b.alias) {
+                       return a.alias < b.alias;
+                     }
+                     return a.not_after > b.not_after;
+                   });
 }
 
 EntryInfo InfoOf(const Entry& entry, absl::string_view store) {

@@ -18,6 +18,7 @@
 
 #include "absl/base/call_once.h"
 #include "absl/strings/str_cat.h"
+#include "certstore/entry.h"
 #include "certstore/errors.h"
 #include "certstore/openssl_types.h"
 #include "certstore/status_macros.h"
@@ -291,6 +292,18 @@ absl::StatusOr<std::shared_ptr<const Key>> SoftwareKeyFromPkcs8Der(
                                      der.size(), " bytes)"));
   }
   return WrapOwned(std::move(pkey));
+}
+
+absl::StatusOr<std::shared_ptr<const Key>> CreateSoftwareKeyFor(
+    absl::string_view store, absl::string_view alias, const KeySpec& spec) {
+  if (absl::Status s = ValidateAlias(alias); !s.ok()) {
+    return WithContext(s, OpContext(store, "CreateKey", ""));
+  }
+  absl::StatusOr<std::shared_ptr<const Key>> key = GenerateSoftwareKey(spec);
+  if (!key.ok()) {
+    return WithContext(key.status(), OpContext(store, "CreateKey", alias));
+  }
+  return key;
 }
 
 absl::StatusOr<std::shared_ptr<const Key>> SoftwareKeyFromPem(

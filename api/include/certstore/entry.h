@@ -175,6 +175,10 @@ struct EntryInfo {
 // Summarises an entry held by `store`.
 EntryInfo InfoOf(const Entry& entry, absl::string_view store);
 
+// Puts a listing in List's order: by alias, then newest not_after first
+// (stable: equal entries keep their order).
+void SortListing(std::vector<EntryInfo>& infos);
+
 struct ListOptions {
   // Only entries whose alias starts with this (empty: all).
   std::string alias_prefix;

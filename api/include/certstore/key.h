@@ -63,6 +63,12 @@ class Key {
 absl::StatusOr<std::shared_ptr<const Key>> GenerateSoftwareKey(
     const KeySpec& spec);
 
+// CreateKey for stores that keep keys in process (memory, SQLite, PEM
+// directory): checks the alias, then GenerateSoftwareKey. Errors read
+// "<store>: CreateKey("<alias>"): …".
+absl::StatusOr<std::shared_ptr<const Key>> CreateSoftwareKeyFor(
+    absl::string_view store, absl::string_view alias, const KeySpec& spec);
+
 // Wraps an OpenSSL key the caller owns; takes its own reference.
 // InvalidArgument for a null key, a key without private part, or a type
 // other than RSA / EC.
