@@ -1,7 +1,6 @@
 #include "memory/memory_store.h"
 
 #include <algorithm>
-#include <array>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -15,7 +14,6 @@
 
 #include "absl/base/attributes.h"
 #include "absl/base/optimization.h"
-#include "absl/container/flat_hash_set.h"
 #include "absl/hash/hash.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -66,33 +64,67 @@ int64_t SaturatedNanos(absl::Time t) {
   }
   return absl::ToUnixNanos(t);
 }
+// Allocates on cache-line boundaries, so that a node's reference count
+// (at the start of its shared_ptr control block) and the node's first
+// fields share one line.
+template <typename T>
+struct LineAlignedAllocator {
+  using value_type = T;
+  LineAlignedAllocator() = default;
+  template <typename U>
+  explicit LineAlignedAllocator(const LineAlignedAllocator<U>&) {}
+  T* allocate(size_t n) {
+    return static_cast<T*>(
+        ::operator new (n * sizeof(T), std::align_val_t{kCacheLine}));
+  }
+  void deallocate(T* p, size_t) {
+    ::operator delete (p, std::align_val_t{kCacheLine});
+  }
+  template <typename U>
+  bool operator==(const LineAlignedAllocator<U>&) const {
+    return true;
+  }
+  template <typename U>
+  bool operator!=(const LineAlignedAllocator<U>&) const {
+    return false;
+  }
+  static constexpr size_t kCacheLine = 64;
+};
+
 // One alias and its entries, newest not_after first; immutable once
-// published (an edit makes a new node, the old one is freed once no reader
-// can see it). Laid out so that a lookup reads one cache line: the newest
-// entry's validity and pointer, then the alias bytes (aliases up to
-// kInlineAliasBytes fit the line; longer ones run on past it).
+// published (an edit makes a new node). A node is reference counted, and a
+// Find result shares the node's count rather than the entry's own: the
+// count sits in the node's first cache line, which the lookup reads anyway,
+// so a hit touches two adjacent lines (the control block and newest entry;
+// the alias) and nothing else. A caller holding a result keeps the node,
+// and the alias's other entries, alive until it lets go; the table's own
+// reference is `self_`, dropped by Release once no reader can see the node.
 class AliasNode {
  public:
-  static constexpr size_t kInlineAliasBytes = 22;
+  static constexpr size_t kInlineAliasBytes = 46;
 
-  // `entries`: at least one, newest not_after first.
+  // `entries`: at least one, newest not_after first. Returns the node with
+  // the table's reference in it.
   static const AliasNode* Make(absl::string_view alias,
                                std::vector<Candidate> entries) {
-    const size_t extra =
-        alias.size() > kInlineAliasBytes ? alias.size() - kInlineAliasBytes : 0;
-    void* memory = ::operator new (sizeof(AliasNode) + extra,
-                                   std::align_val_t{alignof(AliasNode)});
-    auto* node = new (memory) AliasNode(std::move(entries), alias.size());
-    std::memcpy(node->bytes(), alias.data(), alias.size());
-    return node;
+    std::shared_ptr<AliasNode> node =
+        std::allocate_shared<AliasNode>(LineAlignedAllocator<AliasNode>(),
+                                        Passkey(), alias, std::move(entries));
+    AliasNode* raw = node.get();
+    raw->self_ = std::move(node);
+    return raw;
   }
-  static void Free(const AliasNode* node) {
-    node->~AliasNode();
-    ::operator delete (const_cast<AliasNode*>(node),
-                       std::align_val_t{alignof(AliasNode)});
+  // Drops the table's reference; the node goes once no Find result shares
+  // it. Only after every reader that could have seen the node has left.
+  static void Release(const AliasNode* node) {
+    std::shared_ptr<const AliasNode> last =
+        std::move(const_cast<AliasNode*>(node)->self_);
   }
 
-  absl::string_view alias() const { return {bytes(), size_}; }
+  absl::string_view alias() const {
+    return {size_ <= kInlineAliasBytes ? inline_bytes_ : long_bytes_.get(),
+            size_};
+  }
   const Candidate& newest() const { return newest_; }
   // The others, newest first (usually none).
   const std::vector<Candidate>* older() const { return older_.get(); }
@@ -103,91 +135,174 @@ class AliasNode {
     }
     return all;
   }
-  size_t count() const { return 1 + (older_ == nullptr ? 0 : older_->size()); }
 
- private:
-  AliasNode(std::vector<Candidate> entries, size_t size)
+  // `candidate` (one of this node's) as a Find result sharing the node.
+  std::shared_ptr<const Entry> Share(const Candidate& candidate) const {
+    return std::shared_ptr<const Entry>(self_, candidate.entry.get());
+  }
+
+  // Public for allocate_shared; Passkey keeps it to Make.
+  class Passkey {};
+  AliasNode(Passkey, absl::string_view alias, std::vector<Candidate> entries)
       : newest_(std::move(entries.front())),
-        size_(static_cast<uint16_t>(size)) {
+        size_(static_cast<uint16_t>(alias.size())) {
     if (entries.size() > 1) {
       older_ = std::make_unique<std::vector<Candidate>>(
           std::make_move_iterator(entries.begin() + 1),
           std::make_move_iterator(entries.end()));
     }
-  }
-  // The alias bytes start in inline_bytes_ and, for long aliases, continue
-  // into the extra storage Make allocated right after the node.
-  const char* bytes() const {
-    return reinterpret_cast<const char*>(this) +
-           offsetof(AliasNode, inline_bytes_);
-  }
-  char* bytes() {
-    return reinterpret_cast<char*>(this) + offsetof(AliasNode, inline_bytes_);
+    char* bytes = inline_bytes_;
+    if (alias.size() > kInlineAliasBytes) {
+      long_bytes_ = std::make_unique<char[]>(alias.size());
+      bytes = long_bytes_.get();
+    }
+    std::memcpy(bytes, alias.data(), alias.size());
   }
 
-  Candidate newest_;                               // 32 bytes
+ private:
+  // With the control block's 16 bytes, the first line:
+  std::shared_ptr<const AliasNode> self_;  // 16
+  Candidate newest_;                       // 32
+  // The second line:
   std::unique_ptr<std::vector<Candidate>> older_;  // 8
+  std::unique_ptr<char[]> long_bytes_;             // 8 (aliases > 46 bytes)
   uint16_t size_;                                  // 2 (kMaxAliasBytes fits)
-  char inline_bytes_[kInlineAliasBytes];           // 22: 64 in all
-} ABSL_CACHELINE_ALIGNED;
+  char inline_bytes_[kInlineAliasBytes];           // 46
+};
 static_assert(sizeof(Candidate) == 32, "a candidate is two times + pointer");
-static_assert(sizeof(AliasNode) == 64 && alignof(AliasNode) == 64,
-              "a node is one cache line");
+static_assert(sizeof(AliasNode) == 112,
+              "a node and its control block fill two cache lines");
 static_assert(kMaxAliasBytes <= UINT16_MAX, "alias sizes fit a uint16");
 
-// A shard's slot: the node and its alias's hash, kept so that copying a
-// shard (every write) re-inserts slots without touching the nodes.
-struct NodeRef {
-  const AliasNode* node;
-  size_t hash;
-};
+// The alias table: open addressing with linear probing over one array of
+// slot words. A word is an AliasNode pointer (8-byte aligned, so its low 3
+// bits are free) tagged with 3 bits of the alias's hash, so that a probe
+// reads a node only when the tags match (7 times in 8 it need not); kEmpty and
+// kDeleted are the other states. A table's capacity never changes: growing or
+// shrinking builds a new table (reusing the nodes) and swaps it in. Readers
+// load words with acquire and never write; the one writer (under the store's
+// mutex) stores whole words, and never turns a used slot back into kEmpty, so a
+// probe never stops short of an alias that was there before it began.
+class AliasTable {
+ public:
+  using Word = std::atomic<uintptr_t>;
+  static constexpr uintptr_t kEmpty = 0;
+  static constexpr uintptr_t kDeleted = 1;
+  static constexpr uintptr_t kTagMask = alignof(AliasNode) - 1;
+  static constexpr size_t kMinCapacity = 16;
 
-// Hash and equality for slots, and for alias lookups (string_view).
-struct AliasHash {
-  using is_transparent = void;
-  size_t operator()(absl::string_view alias) const {
-    return absl::Hash<absl::string_view>{}(alias);
+  // An empty table of `capacity` slots (a power of two).
+  static AliasTable* Make(size_t capacity) {
+    void* memory = ::operator new(sizeof(AliasTable) + capacity * sizeof(Word));
+    auto* table = new (memory) AliasTable(capacity);
+    for (size_t i = 0; i < capacity; ++i) {
+      new (&table->words()[i]) Word(kEmpty);
+    }
+    return table;
   }
-  size_t operator()(const NodeRef& ref) const { return ref.hash; }
-};
-struct AliasEq {
-  using is_transparent = void;
-  bool operator()(const NodeRef& a, const NodeRef& b) const {
-    return a.node == b.node;
+  static void Free(AliasTable* table) {
+    table->~AliasTable();
+    ::operator delete(table);
   }
-  bool operator()(const NodeRef& ref, absl::string_view alias) const {
-    return ref.node->alias() == alias;
-  }
-  bool operator()(absl::string_view alias, const NodeRef& ref) const {
-    return ref.node->alias() == alias;
-  }
-};
 
-// An immutable shard: replaced whole by writers, never modified in place.
-// Its slots are 16 bytes (a shard's table stays small and cached);
-// successive shards share the nodes of aliases they did not edit.
-using Shard = absl::flat_hash_set<NodeRef, AliasHash, AliasEq>;
+  // The smallest capacity that holds `live` aliases at most 1/3 full.
+  static size_t CapacityFor(size_t live) {
+    size_t capacity = kMinCapacity;
+    while (capacity < 3 * live) {
+      capacity *= 2;
+    }
+    return capacity;
+  }
 
-constexpr size_t kShardBits = 8;
-constexpr size_t kShards = size_t{1} << kShardBits;
+  size_t capacity() const { return mask_ + 1; }
+
+  static uintptr_t TagOf(size_t hash) {
+    return static_cast<uintptr_t>(hash >> (sizeof(size_t) * 8 - 3));
+  }
+  static uintptr_t WordFor(const AliasNode* node, size_t hash) {
+    return reinterpret_cast<uintptr_t>(node) | TagOf(hash);
+  }
+  static const AliasNode* NodeOf(uintptr_t word) {
+    return reinterpret_cast<const AliasNode*>(word & ~kTagMask);
+  }
+  static bool HoldsNode(uintptr_t word) { return (word & ~kTagMask) != 0; }
+
+  // The alias's node, or null. Inside a read section, or by the writer.
+  const AliasNode* Lookup(absl::string_view alias, size_t hash) const {
+    const uintptr_t tag = TagOf(hash);
+    for (size_t i = hash & mask_;; i = (i + 1) & mask_) {
+      const uintptr_t word = words()[i].load(std::memory_order_acquire);
+      if (word == kEmpty) {
+        return nullptr;  // at most 1/2 full: every probe meets one
+      }
+      if ((word & kTagMask) == tag && HoldsNode(word) &&
+          NodeOf(word)->alias() == alias) {
+        return NodeOf(word);
+      }
+    }
+  }
+
+  // Writer side. The slot holding the alias, if any, and the first slot a
+  // new alias could take (kDeleted or kEmpty) on its probe sequence.
+  struct Probe {
+    Word* found = nullptr;
+    Word* free = nullptr;
+  };
+  Probe ProbeFor(absl::string_view alias, size_t hash) {
+    Probe probe;
+    for (size_t i = hash & mask_;; i = (i + 1) & mask_) {
+      Word& slot = words()[i];
+      const uintptr_t word = slot.load(std::memory_order_relaxed);
+      if (word == kEmpty || word == kDeleted) {
+        if (probe.free == nullptr) {
+          probe.free = &slot;
+        }
+        if (word == kEmpty) {
+          return probe;
+        }
+      } else if (NodeOf(word)->alias() == alias) {
+        probe.found = &slot;
+        return probe;
+      }
+    }
+  }
+
+  // Calls fn(node) for every node held.
+  template <typename Fn>
+  void ForEachNode(Fn fn) const {
+    for (size_t i = 0; i <= mask_; ++i) {
+      const uintptr_t word = words()[i].load(std::memory_order_acquire);
+      if (HoldsNode(word)) {
+        fn(NodeOf(word));
+      }
+    }
+  }
+
+ private:
+  explicit AliasTable(size_t capacity) : mask_(capacity - 1) {}
+
+  Word* words() { return reinterpret_cast<Word*>(this + 1); }
+  const Word* words() const { return reinterpret_cast<const Word*>(this + 1); }
+
+  const size_t mask_;
+};
+static_assert(sizeof(AliasTable) % alignof(std::atomic<uintptr_t>) == 0,
+              "slot words follow the header aligned");
+
+size_t HashOf(absl::string_view alias) {
+  return absl::Hash<absl::string_view>{}(alias);
+}
 
 class MemoryStore final : public CertStore {
  public:
   explicit MemoryStore(const MemoryStoreOptions& options)
-      : clock_(options.clock != nullptr ? options.clock : Clock::System()) {
-    for (auto& shard : shards_) {
-      shard.store(new Shard(), std::memory_order_relaxed);
-    }
-  }
+      : clock_(options.clock != nullptr ? options.clock : Clock::System()),
+        table_(AliasTable::Make(AliasTable::kMinCapacity)) {}
 
   ~MemoryStore() override {
-    for (auto& shard_ptr : shards_) {
-      const Shard* shard = shard_ptr.load(std::memory_order_acquire);
-      for (const NodeRef& ref : *shard) {
-        AliasNode::Free(ref.node);
-      }
-      delete shard;
-    }
+    AliasTable* table = table_.load(std::memory_order_acquire);
+    table->ForEachNode(AliasNode::Release);
+    AliasTable::Free(table);
   }
 
   std::string Name() const override { return "memory:"; }
@@ -197,22 +312,22 @@ class MemoryStore final : public CertStore {
     if (alias.empty() || alias.size() > kMaxAliasBytes) {
       return FindFailure(alias);
     }
-    const size_t hash = absl::Hash<absl::string_view>{}(alias);
+    const size_t hash = HashOf(alias);
     const int64_t now_ns = clock_->NowUnixNanos();
     const int64_t min_remaining_ns = MinRemainingNanos(options);
     {
       ReadEpochs::Section section = epochs_.Enter();
-      const Shard* shard = ShardFor(hash).load(std::memory_order_acquire);
-      auto it = shard->find(alias, hash);
-      if (it != shard->end()) {
-        const AliasNode& node = *it->node;
+      const AliasNode* found =
+          table_.load(std::memory_order_acquire)->Lookup(alias, hash);
+      if (found != nullptr) {
+        const AliasNode& node = *found;
         if (node.newest().Servable(now_ns, min_remaining_ns)) {
-          return node.newest().entry;
+          return node.Share(node.newest());
         }
         if (node.older() != nullptr) {
           for (const Candidate& candidate : *node.older()) {
             if (candidate.Servable(now_ns, min_remaining_ns)) {
-              return candidate.entry;
+              return node.Share(candidate);
             }
           }
         }
@@ -280,17 +395,15 @@ class MemoryStore final : public CertStore {
     std::vector<EntryInfo> infos;
     {
       ReadEpochs::Section section = epochs_.Enter();
-      for (const auto& shard_ptr : shards_) {
-        const Shard* shard = shard_ptr.load(std::memory_order_acquire);
-        for (const NodeRef& ref : *shard) {
-          if (!absl::StartsWith(ref.node->alias(), options.alias_prefix)) {
-            continue;
-          }
-          for (const Candidate& candidate : ref.node->Entries()) {
-            infos.push_back(InfoOf(*candidate.entry, Name()));
-          }
-        }
-      }
+      table_.load(std::memory_order_acquire)
+          ->ForEachNode([&](const AliasNode* node) {
+            if (!absl::StartsWith(node->alias(), options.alias_prefix)) {
+              return;
+            }
+            for (const Candidate& candidate : node->Entries()) {
+              infos.push_back(InfoOf(*candidate.entry, Name()));
+            }
+          });
     }
     SortListing(infos);
     return infos;
@@ -317,25 +430,21 @@ class MemoryStore final : public CertStore {
         absl::StrCat(OpContext(Name(), "Find", alias), ": no servable entry"));
   }
 
-  std::atomic<const Shard*>& ShardFor(size_t hash) {
-    // High bits: the map itself uses the low bits, which must stay varied.
-    return shards_[hash >> (sizeof(size_t) * 8 - kShardBits)];
-  }
-
-  // Copies the alias's shard with a new node for the alias holding what
-  // `edit` made of its entries (none: the alias leaves the shard), publishes
-  // the copy, and frees the old shard and node once no reader sees them.
-  // Returns what `edit` returns. An absent alias is created only when
-  // `create`; otherwise nothing is copied and the result is 0.
+  // Replaces the alias's node with one holding what `edit` made of its
+  // entries (none: the alias leaves the table) and frees the old node once
+  // no reader can see it. Returns what `edit` returns. An absent alias is
+  // created only when `create`; otherwise nothing changes and the result
+  // is 0. A new alias costs no wait for readers unless the table grows.
   template <typename Edit>
   int Rewrite(absl::string_view alias, bool create, Edit edit) {
-    const size_t hash = absl::Hash<absl::string_view>{}(alias);
+    const size_t hash = HashOf(alias);
     absl::MutexLock lock(&write_mu_);
-    std::atomic<const Shard*>& slot = ShardFor(hash);
-    const Shard* old_shard = slot.load(std::memory_order_relaxed);
-    auto old_it = old_shard->find(alias, hash);
+    AliasTable* table = table_.load(std::memory_order_relaxed);
+    AliasTable::Probe probe = table->ProbeFor(alias, hash);
     const AliasNode* old_node =
-        old_it == old_shard->end() ? nullptr : old_it->node;
+        probe.found == nullptr
+            ? nullptr
+            : AliasTable::NodeOf(probe.found->load(std::memory_order_relaxed));
     if (!create && old_node == nullptr) {
       return 0;
     }
@@ -344,26 +453,67 @@ class MemoryStore final : public CertStore {
       entries = old_node->Entries();
     }
     const int result = edit(entries);
-    auto next = std::make_unique<Shard>(*old_shard);
     if (old_node != nullptr) {
-      next->erase(NodeRef{old_node, hash});
+      if (entries.empty()) {
+        probe.found->store(AliasTable::kDeleted, std::memory_order_release);
+        --live_;
+      } else {
+        probe.found->store(
+            AliasTable::WordFor(AliasNode::Make(alias, std::move(entries)),
+                                hash),
+            std::memory_order_release);
+      }
+      epochs_.WaitForReaders();
+      AliasNode::Release(old_node);  // no slot a reader can reach holds it
+      if (live_ * 16 < table->capacity() &&
+          table->capacity() > AliasTable::kMinCapacity) {
+        Rehash(AliasTable::CapacityFor(live_));
+      }
+      return result;
     }
-    if (!entries.empty()) {
-      next->insert(NodeRef{AliasNode::Make(alias, std::move(entries)), hash});
+    if (entries.empty()) {
+      return result;
     }
-    slot.store(next.release(), std::memory_order_release);
-    epochs_.WaitForReaders();
-    delete old_shard;
-    if (old_node != nullptr) {
-      AliasNode::Free(old_node);  // no shard a reader can see holds it
+    // A new alias. Keep the table at most half full, counting deleted
+    // slots (they lengthen probes until a rehash drops them).
+    if (2 * (used_ + 1) > table->capacity()) {
+      table = Rehash(AliasTable::CapacityFor(live_ + 1));
+      probe = table->ProbeFor(alias, hash);
     }
+    if (probe.free->load(std::memory_order_relaxed) == AliasTable::kEmpty) {
+      ++used_;
+    }
+    ++live_;
+    probe.free->store(
+        AliasTable::WordFor(AliasNode::Make(alias, std::move(entries)), hash),
+        std::memory_order_release);
     return result;
+  }
+
+  // Moves every node into a new table of `capacity` slots, publishes it and
+  // frees the old table once no reader is probing it. Returns the new one.
+  AliasTable* Rehash(size_t capacity) ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_) {
+    AliasTable* old_table = table_.load(std::memory_order_relaxed);
+    AliasTable* table = AliasTable::Make(capacity);
+    old_table->ForEachNode([table](const AliasNode* node) {
+      const size_t hash = HashOf(node->alias());
+      table->ProbeFor(node->alias(), hash)
+          .free->store(AliasTable::WordFor(node, hash),
+                       std::memory_order_relaxed);
+    });
+    used_ = live_;
+    table_.store(table, std::memory_order_release);
+    epochs_.WaitForReaders();
+    AliasTable::Free(old_table);
+    return table;
   }
 
   const Clock* const clock_;
   ReadEpochs epochs_;
-  std::array<std::atomic<const Shard*>, kShards> shards_;
+  std::atomic<AliasTable*> table_;
   absl::Mutex write_mu_;
+  size_t live_ ABSL_GUARDED_BY(write_mu_) = 0;  // slots holding a node
+  size_t used_ ABSL_GUARDED_BY(write_mu_) = 0;  // live_ + deleted slots
   internal::InProcessAliasLocks alias_locks_;
 };
 
