@@ -4,6 +4,7 @@
 #include <map>
 #include <utility>
 
+#include "absl/base/optimization.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
@@ -60,8 +61,17 @@ class LayeredStoreImpl final : public LayeredStore {
 
   absl::StatusOr<std::shared_ptr<const Entry>> Find(
       absl::string_view alias, const FindOptions& options) override {
-    bool damaged = false;
-    return FindInLayers(alias, options, &damaged);
+    // The top layer serves most lookups; its answer is built in place as
+    // ours (one named result on every path, so it is never moved).
+    absl::StatusOr<std::shared_ptr<const Entry>> found =
+        layers_[0]->Find(alias, options);
+    if (ABSL_PREDICT_TRUE(found.ok())) {
+      hits_[0]->Add();
+    } else {
+      bool damaged = false;
+      found = FindBelow(0, std::move(found), alias, options, &damaged);
+    }
+    return found;
   }
 
   absl::Status Put(std::shared_ptr<const Entry> entry) override {
@@ -156,9 +166,17 @@ class LayeredStoreImpl final : public LayeredStore {
   // the alias, so GetOrCreate can evict it rather than leave it behind.
   absl::StatusOr<std::shared_ptr<const Entry>> FindInLayers(
       absl::string_view alias, const FindOptions& options, bool* damaged) {
-    for (size_t i = 0; i < layers_.size(); ++i) {
-      absl::StatusOr<std::shared_ptr<const Entry>> found =
-          layers_[i]->Find(alias, options);
+    return FindBelow(0, layers_[0]->Find(alias, options), alias, options,
+                     damaged);
+  }
+
+  // Goes on with a Find that layer `i` answered with `found`: a hit is
+  // counted and back-filled above; a miss, or a failure the store degrades
+  // past, asks the next layer down.
+  absl::StatusOr<std::shared_ptr<const Entry>> FindBelow(
+      size_t i, absl::StatusOr<std::shared_ptr<const Entry>> found,
+      absl::string_view alias, const FindOptions& options, bool* damaged) {
+    for (;;) {
       if (found.ok()) {
         hits_[i]->Add();
         if (i > 0) {
@@ -166,14 +184,17 @@ class LayeredStoreImpl final : public LayeredStore {
         }
         return found;
       }
-      if (found.status().code() == absl::StatusCode::kNotFound) {
-        continue;
+      if (found.status().code() != absl::StatusCode::kNotFound) {
+        if (!IsDegradable(found.status())) {
+          return found.status();
+        }
+        *damaged |= found.status().code() == absl::StatusCode::kDataLoss;
+        Degrade(i, found.status());
       }
-      if (!IsDegradable(found.status())) {
-        return found.status();
+      if (++i == layers_.size()) {
+        break;
       }
-      *damaged |= found.status().code() == absl::StatusCode::kDataLoss;
-      Degrade(i, found.status());
+      found = layers_[i]->Find(alias, options);
     }
     misses_.Add();
     return absl::NotFoundError(absl::StrCat(

@@ -1,5 +1,8 @@
 #include "certstore/observability.h"
 
+#include <mutex>
+#include <vector>
+
 namespace certstore {
 absl::string_view LogLevelName(LogLevel level) {
   switch (level) {
@@ -15,10 +18,55 @@ absl::string_view LogLevelName(LogLevel level) {
   return "unknown";
 }
 
+namespace {
+
+// Hands out stripe indices [0, count) to threads, one owner each, and takes
+// them back when the owner exits; the mutex orders the last owner's adds
+// before the next owner's.
+class StripeOwners {
+ public:
+  explicit StripeOwners(size_t count) {
+    for (size_t i = count; i-- > 0;) {
+      free_.push_back(i);
+    }
+  }
+  // An index, or `none` when every one is owned.
+  size_t Take(size_t none) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (free_.empty()) {
+      return none;
+    }
+    const size_t index = free_.back();
+    free_.pop_back();
+    return index;
+  }
+  void Return(size_t index) {
+    std::lock_guard<std::mutex> lock(mu_);
+    free_.push_back(index);
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<size_t> free_;
+};
+
+}  // namespace
+
 size_t StripedCounter::AssignThisThreadSlot() {
-  // Round-robin, so two threads share a stripe only past kStripes threads.
-  static std::atomic<size_t> next{0};
-  this_thread_slot_ = next.fetch_add(1, std::memory_order_relaxed);
+  static StripeOwners* const owners = new StripeOwners(kOwnedStripes);
+  // Gives the index back at thread exit; adds made later in the exit (by
+  // other thread-local destructors) go to the shared stripe.
+  struct Ownership {
+    size_t index;
+    ~Ownership() {
+      this_thread_slot_ = kSharedStripe;
+      if (index != kSharedStripe) {
+        owners->Return(index);
+      }
+    }
+  };
+  thread_local Ownership ownership{owners->Take(kSharedStripe)};
+  this_thread_slot_ = ownership.index;
   return this_thread_slot_;
 }
 
