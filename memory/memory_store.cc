@@ -21,6 +21,7 @@
 #include "certstore/errors.h"
 #include "certstore/internal/in_process_alias_locks.h"
 #include "certstore/status_macros.h"
+#include "memory/dense_memory.h"
 #include "memory/read_epochs.h"
 
 namespace certstore {
@@ -64,31 +65,34 @@ int64_t SaturatedNanos(absl::Time t) {
   }
   return absl::ToUnixNanos(t);
 }
-// Allocates on cache-line boundaries, so that a node's reference count
-// (at the start of its shared_ptr control block) and the node's first
-// fields share one line.
+
+// Allocates alias nodes (with their control blocks) from the BlockPool:
+// dense, and on a cache-line boundary, so that a node's reference count (at
+// the start of its shared_ptr control block) and the node's first fields
+// share one line.
 template <typename T>
-struct LineAlignedAllocator {
+struct NodeAllocator {
   using value_type = T;
-  LineAlignedAllocator() = default;
+  NodeAllocator() = default;
   template <typename U>
-  explicit LineAlignedAllocator(const LineAlignedAllocator<U>&) {}
+  explicit NodeAllocator(const NodeAllocator<U>&) {}
   T* allocate(size_t n) {
-    return static_cast<T*>(
-        ::operator new (n * sizeof(T), std::align_val_t{kCacheLine}));
+    static_assert(sizeof(T) <= memory_internal::BlockPool::kBlockSize,
+                  "a node and its control block fit one block");
+    if (n != 1) {
+      throw std::bad_array_new_length();  // allocate_shared asks for one
+    }
+    return static_cast<T*>(memory_internal::BlockPool::Allocate());
   }
-  void deallocate(T* p, size_t) {
-    ::operator delete (p, std::align_val_t{kCacheLine});
-  }
+  void deallocate(T* p, size_t) { memory_internal::BlockPool::Deallocate(p); }
   template <typename U>
-  bool operator==(const LineAlignedAllocator<U>&) const {
+  bool operator==(const NodeAllocator<U>&) const {
     return true;
   }
   template <typename U>
-  bool operator!=(const LineAlignedAllocator<U>&) const {
+  bool operator!=(const NodeAllocator<U>&) const {
     return false;
   }
-  static constexpr size_t kCacheLine = 64;
 };
 
 // One alias and its entries, newest not_after first; immutable once
@@ -107,9 +111,8 @@ class AliasNode {
   // the table's reference in it.
   static const AliasNode* Make(absl::string_view alias,
                                std::vector<Candidate> entries) {
-    std::shared_ptr<AliasNode> node =
-        std::allocate_shared<AliasNode>(LineAlignedAllocator<AliasNode>(),
-                                        Passkey(), alias, std::move(entries));
+    std::shared_ptr<AliasNode> node = std::allocate_shared<AliasNode>(
+        NodeAllocator<AliasNode>(), Passkey(), alias, std::move(entries));
     AliasNode* raw = node.get();
     raw->self_ = std::move(node);
     return raw;
@@ -193,7 +196,7 @@ class AliasTable {
 
   // An empty table of `capacity` slots (a power of two).
   static AliasTable* Make(size_t capacity) {
-    void* memory = ::operator new(sizeof(AliasTable) + capacity * sizeof(Word));
+    void* memory = memory_internal::AllocateLarge(BytesFor(capacity));
     auto* table = new (memory) AliasTable(capacity);
     for (size_t i = 0; i < capacity; ++i) {
       new (&table->words()[i]) Word(kEmpty);
@@ -201,14 +204,16 @@ class AliasTable {
     return table;
   }
   static void Free(AliasTable* table) {
+    const size_t bytes = BytesFor(table->capacity());
     table->~AliasTable();
-    ::operator delete(table);
+    memory_internal::FreeLarge(table, bytes);
   }
 
-  // The smallest capacity that holds `live` aliases at most 1/3 full.
+  // The smallest capacity that holds `live` aliases at most 40 % full: a
+  // small table (fewer cache misses) whose probes stay short.
   static size_t CapacityFor(size_t live) {
     size_t capacity = kMinCapacity;
-    while (capacity < 3 * live) {
+    while (capacity < live * 5 / 2) {
       capacity *= 2;
     }
     return capacity;
@@ -280,6 +285,10 @@ class AliasTable {
 
  private:
   explicit AliasTable(size_t capacity) : mask_(capacity - 1) {}
+
+  static size_t BytesFor(size_t capacity) {
+    return sizeof(AliasTable) + capacity * sizeof(Word);
+  }
 
   Word* words() { return reinterpret_cast<Word*>(this + 1); }
   const Word* words() const { return reinterpret_cast<const Word*>(this + 1); }
