@@ -69,7 +69,7 @@ Entry::Entry(EntryParts parts, LeafFacts facts)
       not_before_(facts.not_before),
       not_after_(facts.not_after),
       thumbprint_(std::move(facts.thumbprint)),
-      key_match_vouched_(facts.key_matches_leaf) {}
+      vouched_by_store_(facts.vouched_by_store) {}
 
 absl::StatusOr<std::shared_ptr<const Entry>> Entry::Create(EntryParts parts) {
   CERTSTORE_RETURN_IF_ERROR(ValidateAlias(parts.alias));
@@ -148,6 +148,9 @@ absl::StatusOr<std::string> Entry::LeafPublicKeyDer() const {
 }
 
 absl::Status Entry::CheckWellFormed() const {
+  if (vouched_by_store_) {
+    return absl::OkStatus();
+  }
   for (size_t i = 0; i < chain_der_.size(); ++i) {
     absl::Status shape = internal::CheckCertificateShape(chain_der_[i]);
     if (!shape.ok()) {
@@ -161,7 +164,7 @@ absl::Status Entry::CheckWellFormed() const {
 }
 
 absl::Status Entry::KeyMatchesLeaf() const {
-  if (key_match_vouched_) {
+  if (vouched_by_store_) {
     return absl::OkStatus();
   }
   absl::call_once(key_match_once_, [this] {

@@ -300,7 +300,7 @@ TEST_F(EntryTest, RestoredEntryIsCheckedWithoutDecodingIt) {
 }
 
 TEST_F(EntryTest, KeyCheckVouchedForByTheRestoringStoreIsTrusted) {
-  // A store sets key_matches_leaf only for bytes it checked when writing
+  // A store sets vouched_by_store only for bytes it checked when writing
   // them and whose integrity it has verified since; the flag is trusted,
   // so a mismatch it vouches for is not caught (the store's contract).
   EntryParts parts = EcParts();
@@ -310,10 +310,25 @@ TEST_F(EntryTest, KeyCheckVouchedForByTheRestoringStoreIsTrusted) {
   ASSERT_OK(unvouched);
   EXPECT_THAT(CheckKeyMatchesLeaf(**unvouched),
               StatusIs(absl::StatusCode::kFailedPrecondition));
-  facts.key_matches_leaf = true;
+  facts.vouched_by_store = true;
   auto vouched = Entry::Restore(std::move(parts), facts);
   ASSERT_OK(vouched);
   EXPECT_OK(CheckKeyMatchesLeaf(**vouched));
+}
+
+TEST_F(EntryTest, ShapeVouchedForByTheRestoringStoreIsTrusted) {
+  EntryParts parts = EcParts();
+  parts.chain_der[1] = "not a certificate";
+  LeafFacts facts = FactsFor(parts);
+  auto unvouched = Entry::Restore(parts, facts);
+  ASSERT_OK(unvouched);
+  EXPECT_THAT((*unvouched)->CheckWellFormed(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("chain certificate 1")));
+  facts.vouched_by_store = true;
+  auto vouched = Entry::Restore(std::move(parts), facts);
+  ASSERT_OK(vouched);
+  EXPECT_OK((*vouched)->CheckWellFormed());
 }
 
 TEST_F(EntryTest, KeyCheckVerdictIsTheSameEveryTime) {

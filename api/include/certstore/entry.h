@@ -55,13 +55,14 @@ struct LeafFacts {
   absl::Time not_before;
   absl::Time not_after;
   std::string thumbprint;  // x5t#S256 of chain_der[0]
-  // Set by a store that checked, when it wrote the entry, that the key
-  // matches the leaf (CheckKeyMatchesLeaf), and has verified since that
-  // the bytes it read back are the ones it wrote (an integrity digest over
-  // certificates and key). CheckKeyMatchesLeaf then trusts it, so that
-  // caching a restored entry (a back-fill) does not derive the key's
-  // public key again.
-  bool key_matches_leaf = false;
+  // Set by a store that checked, when it wrote the entry, that its
+  // certificates decode and the key matches the leaf (CheckKeyMatchesLeaf),
+  // and has verified since that the bytes it read back are the ones it
+  // wrote (an integrity digest over certificates and key).
+  // CheckWellFormed and CheckKeyMatchesLeaf then trust it, so that caching
+  // a restored entry (a back-fill) neither walks its certificates nor
+  // derives the key's public key again.
+  bool vouched_by_store = false;
 };
 
 // An immutable, thread-safe entry. Stores hand out shared_ptr<const Entry>;
@@ -102,14 +103,15 @@ class Entry {
   absl::StatusOr<std::string> LeafPublicKeyDer() const;
 
   // CheckKeyMatchesLeaf's verdict: vouched for by the store that restored
-  // the entry (LeafFacts::key_matches_leaf), or computed on first call and
+  // the entry (LeafFacts::vouched_by_store), or computed on first call and
   // remembered (key and certificate never change).
   absl::Status KeyMatchesLeaf() const;
 
   // OK when every certificate has a certificate's DER shape (a walk of its
-  // outer structure, ~1 µs each; no signature or extension checks). What
-  // Put checks, so that entries restored from storage are not decoded just
-  // to be cached. InvalidArgument naming the certificate otherwise.
+  // outer structure, ~1 µs each; no signature or extension checks), or the
+  // restoring store vouched for the entry. What Put checks, so that entries
+  // restored from storage are not decoded just to be cached.
+  // InvalidArgument naming the certificate otherwise.
   absl::Status CheckWellFormed() const;
 
  private:
@@ -124,7 +126,7 @@ class Entry {
   absl::Time not_before_;
   absl::Time not_after_;
   std::string thumbprint_;
-  bool key_match_vouched_;
+  bool vouched_by_store_;
 
   mutable absl::once_flag decode_once_;
   mutable absl::Status decode_status_;
