@@ -110,6 +110,19 @@ void RatioReporter::Record(const Run& run) {
                  : run.GetAdjustedCPUTime());
   time.is_median = is_median;
   repetitions_ = std::max(repetitions_, static_cast<int>(run.repetitions));
+  // A paired run (see ratio_reporter.h) adds its two sides.
+  for (const char* side : {"ours", "floor"}) {
+    auto counter = run.counters.find(absl::StrCat("paired_", side, "_ns"));
+    if (counter == run.counters.end()) {
+      continue;
+    }
+    Time& paired = times_[absl::StrCat(name, "/", side)];
+    if (paired.is_median && !is_median) {
+      continue;
+    }
+    paired.ns_per_op_per_thread = counter->second.value;
+    paired.is_median = is_median;
+  }
 }
 
 std::vector<RatioReporter::Row> RatioReporter::MatchRows(int* missing) const {
