@@ -346,16 +346,10 @@ class MemoryStore final : public CertStore {
   }
 
   absl::Status Put(std::shared_ptr<const Entry> entry) override {
-    if (entry == nullptr) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(OpContext(Name(), "Put", ""), ": null entry"));
-    }
-    const std::string context = OpContext(Name(), "Put", entry->alias());
-    // A structural check: restored entries (a back-fill from a persistent
-    // layer) stay undecoded until a handshake needs their chain.
-    CERTSTORE_RETURN_IF_ERROR(WithContext(entry->CheckWellFormed(), context));
+    // Restored entries (a back-fill from a persistent layer) stay undecoded
+    // until a handshake needs their chain.
     CERTSTORE_RETURN_IF_ERROR(
-        WithContext(CheckKeyMatchesLeaf(*entry), context));
+        CheckEntryForPut(entry.get(), Name(), ChainCheck::kShape));
     Rewrite(entry->alias(), /*create=*/true,
             [&entry](std::vector<Candidate>& entries) {
               entries.erase(std::remove_if(entries.begin(), entries.end(),

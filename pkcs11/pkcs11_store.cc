@@ -240,15 +240,9 @@ absl::Status Pkcs11Store::WriteEntry(const std::shared_ptr<const Entry>& entry,
 }
 
 absl::Status Pkcs11Store::Put(std::shared_ptr<const Entry> entry) {
-  if (entry == nullptr) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(OpContext(Name(), "Put", ""), ": null entry"));
-  }
+  CERTSTORE_RETURN_IF_ERROR(
+      CheckEntryForPut(entry.get(), Name(), ChainCheck::kDecode));
   const std::string context = OpContext(Name(), "Put", entry->alias());
-  if (absl::Status s = entry->Chain().status(); !s.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat(context, ": ", s.message()));
-  }
-  CERTSTORE_RETURN_IF_ERROR(WithContext(CheckKeyMatchesLeaf(*entry), context));
   absl::MutexLock lock(&module_.mu());
   module_.Prepare();
   bool loaded = false;

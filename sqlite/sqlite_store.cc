@@ -136,17 +136,9 @@ class SqliteStore final : public CertStore {
   }
 
   absl::Status Put(std::shared_ptr<const Entry> entry) override {
-    if (entry == nullptr) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(OpContext(Name(), "Put", ""), ": null entry"));
-    }
-    const std::string context = OpContext(Name(), "Put", entry->alias());
-    if (absl::Status s = entry->Chain().status(); !s.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(context, ": ", s.message()));
-    }
     CERTSTORE_RETURN_IF_ERROR(
-        WithContext(CheckKeyMatchesLeaf(*entry), context));
+        CheckEntryForPut(entry.get(), Name(), ChainCheck::kDecode));
+    const std::string context = OpContext(Name(), "Put", entry->alias());
     absl::StatusOr<StoredRow> row =
         sqlite_internal::EncodeEntry(*entry, cipher_.get());
     if (!row.ok()) {

@@ -183,6 +183,25 @@ absl::Status CheckKeyMatchesLeaf(const Entry& entry) {
   return entry.KeyMatchesLeaf();
 }
 
+absl::Status CheckEntryForPut(const Entry* entry, absl::string_view store,
+                              ChainCheck chain_check) {
+  if (entry == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(OpContext(store, "Put", ""), ": null entry"));
+  }
+  const absl::Status chain = chain_check == ChainCheck::kShape
+                                 ? entry->CheckWellFormed()
+                                 : entry->Chain().status();
+  if (!chain.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        OpContext(store, "Put", entry->alias()), ": ", chain.message()));
+  }
+  const absl::Status match = CheckKeyMatchesLeaf(*entry);
+  return match.ok()
+             ? match
+             : WithContext(match, OpContext(store, "Put", entry->alias()));
+}
+
 absl::Status ProbeEntryKey(const Entry& entry) {
   CERTSTORE_ASSIGN_OR_RETURN(absl::Span<X509* const> chain, entry.Chain());
   std::string challenge(kProbeDomain);

@@ -386,6 +386,61 @@ TEST_F(EntryTest, CheckKeyMatchesLeafRefusesAnotherKey) {
   }
 }
 
+TEST_F(EntryTest, CheckEntryForPutAcceptsAWellFormedEntry) {
+  std::shared_ptr<const Entry> entry = CreateOrDie(EcParts());
+  ASSERT_NE(entry, nullptr);
+  EXPECT_OK(CheckEntryForPut(entry.get(), "store:x", ChainCheck::kShape));
+  EXPECT_OK(CheckEntryForPut(entry.get(), "store:x", ChainCheck::kDecode));
+}
+
+TEST_F(EntryTest, CheckEntryForPutRefusesNullNamingTheStore) {
+  for (ChainCheck check : {ChainCheck::kShape, ChainCheck::kDecode}) {
+    EXPECT_THAT(CheckEntryForPut(nullptr, "store:x", check),
+                StatusIs(absl::StatusCode::kInvalidArgument,
+                         AllOf(HasSubstr("store:x"), HasSubstr("Put"),
+                               HasSubstr("null entry"))));
+  }
+}
+
+TEST_F(EntryTest, CheckEntryForPutRefusesAnotherKeyNamingTheAlias) {
+  EntryParts parts = EcParts();
+  parts.key = PoolKey(KeyType::kEcP256, 7);
+  std::shared_ptr<const Entry> entry = CreateOrDie(std::move(parts));
+  ASSERT_NE(entry, nullptr);
+  for (ChainCheck check : {ChainCheck::kShape, ChainCheck::kDecode}) {
+    EXPECT_THAT(CheckEntryForPut(entry.get(), "store:x", check),
+                StatusIs(absl::StatusCode::kFailedPrecondition,
+                         AllOf(HasSubstr("store:x"), HasSubstr("app#att=0"),
+                               HasSubstr(entry->thumbprint()))));
+  }
+}
+
+// A store that vouched for an entry spares a cache the shape walk; a store
+// about to write the chain out still decodes it.
+TEST_F(EntryTest, CheckEntryForPutChecksTheChainAsFarAsAsked) {
+  EntryParts parts = EcParts();
+  parts.chain_der[1] = "corrupt stored intermediate";
+  LeafFacts facts = FactsFor(parts);
+  auto unvouched = Entry::Restore(parts, facts);
+  facts.vouched_by_store = true;
+  auto vouched = Entry::Restore(std::move(parts), facts);
+  ASSERT_OK(unvouched);
+  ASSERT_OK(vouched);
+
+  const auto refused =
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               AllOf(HasSubstr("store:x"), HasSubstr("app#att=0"),
+                     HasSubstr("chain certificate 1")));
+  EXPECT_THAT(CheckEntryForPut(unvouched->get(), "store:x", ChainCheck::kShape),
+              refused);
+  EXPECT_THAT(
+      CheckEntryForPut(unvouched->get(), "store:x", ChainCheck::kDecode),
+      refused);
+  EXPECT_OK(CheckEntryForPut(vouched->get(), "store:x", ChainCheck::kShape));
+  EXPECT_THAT(CheckEntryForPut(vouched->get(), "store:x", ChainCheck::kDecode),
+              refused);
+}
+
 TEST_F(EntryTest, ProbeEntryKeyAcceptsWorkingKeys) {
   std::shared_ptr<const Entry> ec = CreateOrDie(EcParts());
   ASSERT_NE(ec, nullptr);

@@ -145,6 +145,23 @@ class Entry {
 // to does not repeat it.
 absl::Status CheckKeyMatchesLeaf(const Entry& entry);
 
+// How far a Put checks an entry's chain before storing it.
+enum class ChainCheck {
+  // The DER shape of each certificate (Entry::CheckWellFormed): for a cache,
+  // so that entries restored from storage stay undecoded until used.
+  kShape,
+  // Decoded with OpenSSL (Entry::Chain): for stores that write the chain
+  // out, so that they never persist what they could not read back.
+  kDecode,
+};
+
+// The checks every Put makes before it writes anything: a null entry or a
+// chain that fails `chain_check` is InvalidArgument, a key that is not the
+// leaf's is FailedPrecondition (CheckKeyMatchesLeaf). Messages start with
+// `<store>: Put("<alias>")`.
+absl::Status CheckEntryForPut(const Entry* entry, absl::string_view store,
+                              ChainCheck chain_check);
+
 // Signs a fresh, domain-separated random challenge with the entry's key and
 // verifies it with the leaf's public key. OK proves the key usable now;
 // FailedPrecondition says why not. The shared core of every ProbeKey.
