@@ -30,11 +30,12 @@ void RegisterRatio(std::string ours_prefix, std::string floor_prefix,
                    double bar = kNoBar);
 
 // Paired runs. Where consecutive runs of the same loop drift apart by more
-// than the overhead to be measured (system-call-heavy operations on this
-// VM), one benchmark alternates both operations in its loop and reports
-// their mean times per operation, in nanoseconds, as the counters
-// "paired_ours_ns" and "paired_floor_ns" (benchmark::Counter::kAvgIterations
-// over summed nanoseconds). The reporter records them as runs named
+// than the overhead to be measured (on this VM: SQLite Finds, and hash
+// lookups that wait on memory), one benchmark alternates both operations in its
+// loop and reports their mean times per operation, in nanoseconds, as the
+// counters "paired_ours_ns" and "paired_floor_ns"
+// (benchmark::Counter::kAvgIterations over summed nanoseconds). The reporter
+// records them as runs named
 // "<run name>/ours" and "<run name>/floor", for RegisterRatio.
 
 // A display reporter that forwards everything to another one (normally
