@@ -66,62 +66,34 @@ int64_t SaturatedNanos(absl::Time t) {
   return absl::ToUnixNanos(t);
 }
 
-// Allocates alias nodes (with their control blocks) from the BlockPool:
-// dense, and on a cache-line boundary, so that a node's reference count (at
-// the start of its shared_ptr control block) and the node's first fields
-// share one line.
-template <typename T>
-struct NodeAllocator {
-  using value_type = T;
-  NodeAllocator() = default;
-  template <typename U>
-  explicit NodeAllocator(const NodeAllocator<U>&) {}
-  T* allocate(size_t n) {
-    static_assert(sizeof(T) <= memory_internal::BlockPool::kBlockSize,
-                  "a node and its control block fit one block");
-    if (n != 1) {
-      throw std::bad_array_new_length();  // allocate_shared asks for one
-    }
-    return static_cast<T*>(memory_internal::BlockPool::Allocate());
-  }
-  void deallocate(T* p, size_t) { memory_internal::BlockPool::Deallocate(p); }
-  template <typename U>
-  bool operator==(const NodeAllocator<U>&) const {
-    return true;
-  }
-  template <typename U>
-  bool operator!=(const NodeAllocator<U>&) const {
-    return false;
-  }
-};
-
 // One alias and its entries, newest not_after first; immutable once
-// published (an edit makes a new node). A node is reference counted, and a
-// Find result shares the node's count rather than the entry's own: the
-// count sits in the node's first cache line, which the lookup reads anyway,
-// so a hit touches two adjacent lines (the control block and newest entry;
-// the alias) and nothing else. A caller holding a result keeps the node,
-// and the alias's other entries, alive until it lets go; the table's own
-// reference is `self_`, dropped by Release once no reader can see the node.
+// published (an edit makes a new node). The table owns its nodes: a Find
+// result copies the entry's own shared_ptr, so a caller holding a result
+// keeps that entry alive and nothing else. A node takes one BlockPool block
+// (dense, on a cache-line boundary); with an alias of up to 30 bytes a hit
+// reads one line of it.
 class AliasNode {
  public:
-  static constexpr size_t kInlineAliasBytes = 46;
+  static constexpr size_t kInlineAliasBytes = 78;
 
-  // `entries`: at least one, newest not_after first. Returns the node with
-  // the table's reference in it.
+  // `entries`: at least one, newest not_after first.
   static const AliasNode* Make(absl::string_view alias,
                                std::vector<Candidate> entries) {
-    std::shared_ptr<AliasNode> node = std::allocate_shared<AliasNode>(
-        NodeAllocator<AliasNode>(), Passkey(), alias, std::move(entries));
-    AliasNode* raw = node.get();
-    raw->self_ = std::move(node);
-    return raw;
+    static_assert(sizeof(AliasNode) <= memory_internal::BlockPool::kBlockSize,
+                  "a node fits one block");
+    void* block = memory_internal::BlockPool::Allocate();
+    try {
+      return new (block) AliasNode(alias, std::move(entries));
+    } catch (...) {
+      memory_internal::BlockPool::Deallocate(block);
+      throw;
+    }
   }
-  // Drops the table's reference; the node goes once no Find result shares
-  // it. Only after every reader that could have seen the node has left.
+  // Frees the node. Only after every reader that could have seen it has
+  // left (results it handed out hold their entries, not the node).
   static void Release(const AliasNode* node) {
-    std::shared_ptr<const AliasNode> last =
-        std::move(const_cast<AliasNode*>(node)->self_);
+    node->~AliasNode();
+    memory_internal::BlockPool::Deallocate(const_cast<AliasNode*>(node));
   }
 
   absl::string_view alias() const {
@@ -139,14 +111,8 @@ class AliasNode {
     return all;
   }
 
-  // `candidate` (one of this node's) as a Find result sharing the node.
-  std::shared_ptr<const Entry> Share(const Candidate& candidate) const {
-    return std::shared_ptr<const Entry>(self_, candidate.entry.get());
-  }
-
-  // Public for allocate_shared; Passkey keeps it to Make.
-  class Passkey {};
-  AliasNode(Passkey, absl::string_view alias, std::vector<Candidate> entries)
+ private:
+  AliasNode(absl::string_view alias, std::vector<Candidate> entries)
       : newest_(std::move(entries.front())),
         size_(static_cast<uint16_t>(alias.size())) {
     if (entries.size() > 1) {
@@ -162,19 +128,16 @@ class AliasNode {
     std::memcpy(bytes, alias.data(), alias.size());
   }
 
- private:
-  // With the control block's 16 bytes, the first line:
-  std::shared_ptr<const AliasNode> self_;  // 16
-  Candidate newest_;                       // 32
-  // The second line:
+  // The first line (with the alias's first 30 bytes):
+  Candidate newest_;                      // 32
+  uint16_t size_;                         // 2 (kMaxAliasBytes fits)
+  char inline_bytes_[kInlineAliasBytes];  // 78
+  // The rest of the second line:
   std::unique_ptr<std::vector<Candidate>> older_;  // 8
-  std::unique_ptr<char[]> long_bytes_;             // 8 (aliases > 46 bytes)
-  uint16_t size_;                                  // 2 (kMaxAliasBytes fits)
-  char inline_bytes_[kInlineAliasBytes];           // 46
+  std::unique_ptr<char[]> long_bytes_;             // 8 (aliases > 78 bytes)
 };
 static_assert(sizeof(Candidate) == 32, "a candidate is two times + pointer");
-static_assert(sizeof(AliasNode) == 112,
-              "a node and its control block fill two cache lines");
+static_assert(sizeof(AliasNode) == 128, "a node fills two cache lines");
 static_assert(kMaxAliasBytes <= UINT16_MAX, "alias sizes fit a uint16");
 
 // The alias table: open addressing with linear probing over one array of
@@ -331,12 +294,12 @@ class MemoryStore final : public CertStore {
       if (found != nullptr) {
         const AliasNode& node = *found;
         if (node.newest().Servable(now_ns, min_remaining_ns)) {
-          return node.Share(node.newest());
+          return node.newest().entry;
         }
         if (node.older() != nullptr) {
           for (const Candidate& candidate : *node.older()) {
             if (candidate.Servable(now_ns, min_remaining_ns)) {
-              return node.Share(candidate);
+              return candidate.entry;
             }
           }
         }

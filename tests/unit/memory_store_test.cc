@@ -1,6 +1,7 @@
 // MemoryStore's own mechanics, beyond the conformance suite: the alias
 // table growing, shrinking and reusing deleted slots, aliases too long for
-// a node's inline bytes, Find results that outlive the node they came from,
+// a node's inline bytes, Find results that outlive the node they came from
+// (and pin nothing else),
 // and lookups racing a writer that rebuilds the table.
 #include "memory/memory_store.h"
 
@@ -156,11 +157,12 @@ TEST_F(MemoryStoreTest, ChurnOverTheSameAliasesStaysConsistent) {
   }
 }
 
-// Nodes keep up to 46 alias bytes inline; longer aliases live out of line.
-// Aliases that share the inline prefix must still be told apart.
+// Nodes keep up to 78 alias bytes inline (30 in the node's first cache
+// line); longer aliases live out of line. Aliases that share a prefix up to
+// either boundary must still be told apart.
 TEST_F(MemoryStoreTest, AliasesAroundTheInlineLengthAreDistinct) {
   std::vector<std::string> aliases;
-  for (size_t length : {45, 46, 47, 48, 200, 1024}) {
+  for (size_t length : {29, 30, 31, 77, 78, 79, 80, 200, 1024}) {
     aliases.push_back(std::string(length - 1, 'a') + "x");
     aliases.push_back(std::string(length - 1, 'a') + "y");
   }
@@ -169,7 +171,7 @@ TEST_F(MemoryStoreTest, AliasesAroundTheInlineLengthAreDistinct) {
     ASSERT_TRUE(FindsExactly(aliases[i], entries[i].get()))
         << aliases[i].size() << " bytes";
   }
-  EXPECT_EQ(store_->Find(std::string(47, 'a')).status().code(),
+  EXPECT_EQ(store_->Find(std::string(79, 'a')).status().code(),
             absl::StatusCode::kNotFound);
   absl::StatusOr<std::vector<EntryInfo>> listed = store_->List({});
   ASSERT_TRUE(listed.ok()) << listed.status();
@@ -180,8 +182,8 @@ TEST_F(MemoryStoreTest, AliasesAroundTheInlineLengthAreDistinct) {
   }
 }
 
-// A result shares its node's reference count: it stays whole after the
-// alias is replaced or deleted, and the store moves on without it.
+// A result holds its own entry: it stays whole after the alias is replaced
+// or deleted, and the store moves on without it.
 TEST_F(MemoryStoreTest, ResultOutlivesReplacementAndDeletion) {
   const std::shared_ptr<const Entry> first = EntryFor("kept-client");
   ASSERT_TRUE(store_->Put(first).ok());
@@ -211,6 +213,30 @@ TEST_F(MemoryStoreTest, ResultOutlivesReplacementAndDeletion) {
   EXPECT_EQ((*held)->alias(), "kept-client");
   EXPECT_EQ((*held)->thumbprint(), thumbprint);
   EXPECT_TRUE(ProbeEntryKey(**held).ok());
+}
+
+// A held result pins its own entry only, not the alias's other entries:
+// once deleted, they go when their last outside reference does.
+TEST_F(MemoryStoreTest, ResultDoesNotPinOtherEntriesOfItsAlias) {
+  std::shared_ptr<const Entry> older = EntryFor("pair-client");
+  TestPki pki;
+  const std::shared_ptr<const Entry> newer =
+      pki.MakeEntry("pair-client", PoolKey(KeyType::kEcP256, 1), NotBefore(),
+                    NotAfter() + absl::Hours(1));
+  ASSERT_TRUE(store_->Put(older).ok());
+  ASSERT_TRUE(store_->Put(newer).ok());
+  absl::StatusOr<std::shared_ptr<const Entry>> held =
+      store_->Find("pair-client");
+  ASSERT_TRUE(held.ok()) << held.status();
+  ASSERT_EQ(held->get(), newer.get());
+
+  absl::StatusOr<int> removed = store_->DeleteAllForAlias("pair-client");
+  ASSERT_TRUE(removed.ok()) << removed.status();
+  EXPECT_EQ(*removed, 2);
+  const std::weak_ptr<const Entry> older_watch = older;
+  older.reset();
+  EXPECT_TRUE(older_watch.expired());
+  EXPECT_EQ((*held)->thumbprint(), newer->thumbprint());
 }
 
 // Readers never miss an alias that stays in the store while a writer
