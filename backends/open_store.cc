@@ -18,6 +18,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "certstore/errors.h"
+#include "certstore/internal/directories.h"
 #include "certstore/internal/posix_status.h"
 #include "certstore/status_macros.h"
 #include "filesystem/pem_dir_store.h"
@@ -271,26 +272,13 @@ absl::StatusOr<std::unique_ptr<LayeredStore>> OpenStore(
 }
 
 absl::StatusOr<std::string> DefaultStoreUri() {
-  std::string dir;
-  if (const char* xdg = getenv("XDG_STATE_HOME"); xdg != nullptr && *xdg) {
-    dir = absl::StrCat(xdg, "/certstore");
-  } else if (const char* home = getenv("HOME"); home != nullptr && *home) {
-    dir = absl::StrCat(home, "/.local/state/certstore");
-  } else {
-    return absl::FailedPreconditionError(
-        "no state directory: set XDG_STATE_HOME or HOME, or give --store");
+  absl::StatusOr<std::string> dir = internal::StateDirectory();
+  if (!dir.ok()) {
+    return absl::Status(
+        dir.status().code(),
+        absl::StrCat(dir.status().message(), ", or give --store"));
   }
-  // mkdir -p, the last component private.
-  for (size_t slash = 1; slash != std::string::npos;) {
-    slash = dir.find('/', slash + 1);
-    std::string part = dir.substr(0, slash);
-    if (mkdir(part.c_str(), slash == std::string::npos ? 0700 : 0755) != 0 &&
-        errno != EEXIST) {
-      return internal::ErrnoStatus(
-          errno, absl::StrCat("create state directory ", part));
-    }
-  }
-  return absl::StrCat("memory:,sqlite:", dir, "/certstore.db");
+  return absl::StrCat("memory:,sqlite:", *dir, "/certstore.db");
 }
 
 absl::StatusOr<std::string> ResolveStoreUri(absl::string_view flag_store,

@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "certstore/errors.h"
+#include "certstore/internal/lock_file.h"
 #include "certstore/internal/posix_status.h"
 #include "certstore/status_macros.h"
 #include "filesystem/alias_names.h"
@@ -47,7 +48,8 @@ absl::StatusOr<int> EntryWriter::RemoveAll(const std::string& dir_name,
 }
 
 absl::StatusOr<UniqueFd> EntryWriter::LockWriters(absl::string_view context) {
-  return LockFile(store_fd_, kWritersLockName, lock_timeout_, context);
+  return internal::LockFile(store_fd_, kWritersLockName, lock_timeout_,
+                            context);
 }
 
 absl::StatusOr<Directory> EntryWriter::EnsureAliasDir(

@@ -18,7 +18,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "certstore/errors.h"
+#include "certstore/internal/directories.h"
 #include "certstore/internal/in_process_alias_locks.h"
+#include "certstore/internal/lock_file.h"
 #include "certstore/internal/posix_status.h"
 #include "certstore/status_macros.h"
 #include "filesystem/alias_names.h"
@@ -43,17 +45,6 @@ using internal::ErrnoStatus;
 absl::Status Miss(absl::string_view context) {
   return absl::NotFoundError(absl::StrCat(context, ": no servable entry"));
 }
-
-// What LockAlias hands out: the flock, then the in-process lock.
-class PemDirAliasLock final : public AliasLock {
- public:
-  PemDirAliasLock(std::unique_ptr<AliasLock> in_process, UniqueFd file)
-      : in_process_(std::move(in_process)), file_(std::move(file)) {}
-
- private:
-  std::unique_ptr<AliasLock> in_process_;  // released last
-  UniqueFd file_;                          // closing it releases the flock
-};
 
 class PemDirStore final : public CertStore {
  public:
@@ -162,17 +153,10 @@ class PemDirStore final : public CertStore {
     if (absl::Status s = ValidateAlias(alias); !s.ok()) {
       return WithContext(s, OpContext(Name(), "LockAlias", ""));
     }
-    const std::string context = OpContext(Name(), "LockAlias", alias);
-    const absl::Time deadline = absl::Now() + timeout;
-    CERTSTORE_ASSIGN_OR_RETURN(std::unique_ptr<AliasLock> in_process,
-                               alias_locks_.Acquire(alias, timeout, context));
-    CERTSTORE_ASSIGN_OR_RETURN(
-        UniqueFd file,
-        filesystem_internal::LockFile(
-            dir_fd_.get(), filesystem_internal::MintLockFileName(alias),
-            std::max(deadline - absl::Now(), absl::ZeroDuration()), context));
-    return std::unique_ptr<AliasLock>(
-        new PemDirAliasLock(std::move(in_process), std::move(file)));
+    return internal::LockAliasAcrossProcesses(
+        alias_locks_, alias, dir_fd_.get(),
+        filesystem_internal::MintLockFileName(alias), timeout,
+        OpContext(Name(), "LockAlias", alias));
   }
 
  private:
@@ -281,13 +265,13 @@ absl::StatusOr<UniqueFd> OpenStoreDirectory(const std::string& path) {
   if (mkdir(path.c_str(), 0700) != 0 && errno != EEXIST) {
     return ErrnoStatus(errno, absl::StrCat(path, ": mkdir"));
   }
-  CERTSTORE_ASSIGN_OR_RETURN(
-      UniqueFd fd, filesystem_internal::OpenPrivateDir(AT_FDCWD, path, path));
+  CERTSTORE_ASSIGN_OR_RETURN(UniqueFd fd,
+                             internal::OpenPrivateDir(AT_FDCWD, path, path));
   // A writers' lock file someone else controls would surface at the first
   // write; refuse the directory now instead.
   CERTSTORE_RETURN_IF_ERROR(
-      filesystem_internal::OpenLockFile(
-          fd.get(), filesystem_internal::kWritersLockName, path)
+      internal::OpenLockFile(fd.get(), filesystem_internal::kWritersLockName,
+                             path)
           .status());
   return fd;
 }

@@ -76,7 +76,8 @@ struct PemDirStoreOptions {
 // replaced by another process is seen at once. Entries it decodes are
 // restored (Entry::Restore): certificates are decoded on first use.
 //
-// LockAlias: flock on "<dir>/.mint-<alias directory>.lock", shared by every
+// LockAlias: the in-process lock, then flock on
+// "<dir>/.mint-<alias directory>.lock", shared by every
 // process using the directory; released on destruction or by the kernel
 // when the holder dies. The lock files are never removed.
 absl::StatusOr<std::unique_ptr<CertStore>> OpenPemDirStore(

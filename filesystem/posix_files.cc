@@ -4,7 +4,6 @@
 #include <fcntl.h>
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
-#include <sys/file.h>
 
 #include <algorithm>
 #include <utility>
@@ -14,6 +13,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "certstore/internal/directories.h"
 #include "certstore/internal/posix_status.h"
 #include "certstore/status_macros.h"
 
@@ -22,23 +22,8 @@ namespace {
 
 using internal::CheckPrivateFile;
 using internal::ErrnoStatus;
-
-absl::Status RefuseSymlink(absl::string_view path) {
-  return absl::PermissionDeniedError(
-      absl::StrCat(path, ": is a symbolic link; refusing to follow it"));
-}
-
-// Why `name` could not be opened as a directory without following links.
-absl::Status RefuseNonDirectory(int parent_fd, const std::string& name,
-                                absl::string_view path) {
-  struct stat st;
-  if (fstatat(parent_fd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-      S_ISLNK(st.st_mode)) {
-    return RefuseSymlink(path);
-  }
-  return absl::PermissionDeniedError(
-      absl::StrCat(path, ": not a directory; refusing to use it"));
-}
+using internal::OpenPrivateDir;
+using internal::RefuseSymlink;
 
 std::string RandomHex() {
   unsigned char bytes[8];
@@ -89,45 +74,6 @@ absl::StatusOr<struct stat> WriteAndSync(const FileSystemOps& ops, int fd,
 const FileSystemOps& RealFileSystemOps() {
   static const FileSystemOps ops{&::write, &::fsync, &::renameat};
   return ops;
-}
-
-absl::Status CheckPrivateDir(const struct stat& st, absl::string_view path) {
-  if (!S_ISDIR(st.st_mode)) {
-    return absl::PermissionDeniedError(
-        absl::StrCat(path, ": not a directory; refusing to use it"));
-  }
-  if (st.st_uid != geteuid()) {
-    return absl::PermissionDeniedError(absl::StrFormat(
-        "%s: directory owned by uid %d, not by this user (uid %d); refusing "
-        "to trust it",
-        path, st.st_uid, geteuid()));
-  }
-  if ((st.st_mode & 022) != 0) {
-    return absl::PermissionDeniedError(absl::StrFormat(
-        "%s: directory mode %04o lets group/others write it; fix with chmod "
-        "700",
-        path, st.st_mode & 07777));
-  }
-  return absl::OkStatus();
-}
-
-absl::StatusOr<UniqueFd> OpenPrivateDir(int parent_fd, const std::string& name,
-                                        absl::string_view path) {
-  UniqueFd fd(openat(parent_fd, name.c_str(),
-                     O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-  if (fd.get() < 0) {
-    const int err = errno;
-    if (err == ELOOP || err == ENOTDIR) {
-      return RefuseNonDirectory(parent_fd, name, path);
-    }
-    return ErrnoStatus(err, absl::StrCat(path, ": open"));
-  }
-  struct stat st;
-  if (fstat(fd.get(), &st) != 0) {
-    return ErrnoStatus(errno, absl::StrCat(path, ": fstat"));
-  }
-  CERTSTORE_RETURN_IF_ERROR(CheckPrivateDir(st, path));
-  return fd;
 }
 
 absl::StatusOr<Directory> Directory::Open(int parent_fd,
@@ -277,46 +223,6 @@ void RemoveStaleTempFiles(int dir_fd,
       unlinkat(dir_fd, item.name.c_str(), 0);
     }
   }
-}
-
-absl::StatusOr<UniqueFd> OpenLockFile(int dir_fd, const std::string& name,
-                                      absl::string_view context) {
-  UniqueFd fd(openat(dir_fd, name.c_str(),
-                     O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600));
-  struct stat st;
-  if (fd.get() < 0 || fstat(fd.get(), &st) != 0) {
-    return errno == ELOOP
-               ? RefuseSymlink(absl::StrCat(context, ": ", name))
-               : ErrnoStatus(errno, absl::StrCat(context, ": ", name));
-  }
-  CERTSTORE_RETURN_IF_ERROR(
-      CheckPrivateFile(st, absl::StrCat(context, ": ", name)));
-  return fd;
-}
-
-absl::StatusOr<UniqueFd> LockFile(int dir_fd, const std::string& name,
-                                  absl::Duration timeout,
-                                  absl::string_view context) {
-  CERTSTORE_ASSIGN_OR_RETURN(UniqueFd fd, OpenLockFile(dir_fd, name, context));
-  const absl::Time deadline = absl::Now() + timeout;
-  absl::Duration backoff = absl::Microseconds(500);
-  while (flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
-    if (errno == EINTR) {
-      continue;
-    }
-    if (errno != EWOULDBLOCK) {
-      return ErrnoStatus(errno, absl::StrCat(context, ": flock ", name));
-    }
-    const absl::Duration left = deadline - absl::Now();
-    if (left <= absl::ZeroDuration()) {
-      return absl::UnavailableError(absl::StrCat(
-          context, ": lock ", name, " still held by another process after ",
-          absl::FormatDuration(timeout)));
-    }
-    absl::SleepFor(std::min(backoff, left));
-    backoff = std::min(backoff * 2, absl::Milliseconds(20));
-  }
-  return fd;
 }
 
 }  // namespace certstore::filesystem_internal

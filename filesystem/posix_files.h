@@ -39,17 +39,6 @@ absl::StatusOr<T> InContext(absl::StatusOr<T> value,
 // the ones a dead writer left.
 inline constexpr absl::string_view kTempPrefix = ".tmp-";
 
-// PermissionDenied unless `st` is a directory owned by this user that
-// neither group nor others may write.
-absl::Status CheckPrivateDir(const struct stat& st, absl::string_view path);
-
-// Opens `name` under `parent_fd` (AT_FDCWD: a path) as a directory without
-// following a symlink in its last component, and checks it with
-// CheckPrivateDir. NotFound when absent; PermissionDenied for a symlink, a
-// non-directory, or a directory others control.
-absl::StatusOr<UniqueFd> OpenPrivateDir(int parent_fd, const std::string& name,
-                                        absl::string_view path);
-
 // An open directory: a descriptor for *at() calls and its entries.
 class Directory {
  public:
@@ -112,19 +101,6 @@ absl::StatusOr<struct stat> WriteFileAtomically(const FileSystemOps& ops,
 // lock: then they belong to writers that died). Best effort.
 void RemoveStaleTempFiles(int dir_fd,
                           const std::vector<Directory::Item>& items);
-
-// Opens (creating, 0600) the lock file `name` in `dir_fd` without following
-// a symlink, and checks it with CheckPrivateFile. Takes no lock.
-absl::StatusOr<UniqueFd> OpenLockFile(int dir_fd, const std::string& name,
-                                      absl::string_view context);
-
-// Takes flock(LOCK_EX) on `name` in `dir_fd` (created 0600 when absent),
-// polling with backoff for at most `timeout`. The lock lasts until the
-// returned descriptor is closed, or the process dies. Unavailable (naming
-// `context`) when still held by someone else after `timeout`.
-absl::StatusOr<UniqueFd> LockFile(int dir_fd, const std::string& name,
-                                  absl::Duration timeout,
-                                  absl::string_view context);
 
 }  // namespace certstore::filesystem_internal
 

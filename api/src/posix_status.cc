@@ -50,6 +50,11 @@ absl::Status ErrnoStatus(int err, absl::string_view context) {
                       absl::StrCat(context, ": ", text, " (errno ", err, ")"));
 }
 
+absl::Status RefuseSymlink(absl::string_view path) {
+  return absl::PermissionDeniedError(
+      absl::StrCat(path, ": is a symbolic link; refusing to follow it"));
+}
+
 absl::Status CheckPrivateFile(const struct stat& st, absl::string_view path) {
   if (!S_ISREG(st.st_mode)) {
     return absl::PermissionDeniedError(

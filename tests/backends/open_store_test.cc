@@ -199,6 +199,20 @@ TEST_F(ResolveStoreUriTest, DefaultStateDirectoryIsCreatedPrivate) {
   EXPECT_EQ(st.st_mode & 0777, 0700u);
 }
 
+TEST_F(ResolveStoreUriTest, NoStateDirectoryNamesTheVariablesAndTheFlag) {
+  const char* home = getenv("HOME");
+  const std::string saved_home = home != nullptr ? home : "";
+  unsetenv("XDG_STATE_HOME");
+  unsetenv("HOME");
+  absl::StatusOr<std::string> uri = DefaultStoreUri();
+  if (home != nullptr) {
+    setenv("HOME", saved_home.c_str(), 1);
+  }
+  EXPECT_THAT(uri, StatusIs(absl::StatusCode::kFailedPrecondition,
+                            AllOf(HasSubstr("XDG_STATE_HOME"),
+                                  HasSubstr("HOME"), HasSubstr("--store"))));
+}
+
 TEST_F(ResolveStoreUriTest, ConfigWithLayersIsJoined) {
   const std::string config =
       WriteConfig(R"({"layers": ["memory:", "sqlite:/var/a.db"]})");

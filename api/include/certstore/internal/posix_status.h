@@ -22,6 +22,10 @@ absl::Status ErrnoStatus(int err, absl::string_view context);
 // PermissionDenied otherwise, naming `path`, the mode or owner, and the fix.
 absl::Status CheckPrivateFile(const struct stat& st, absl::string_view path);
 
+// PermissionDenied: "<path>: is a symbolic link; refusing to follow it"
+// (what an O_NOFOLLOW open's ELOOP means).
+absl::Status RefuseSymlink(absl::string_view path);
+
 }  // namespace certstore::internal
 
 #endif  // CERTSTORE_INTERNAL_POSIX_STATUS_H_
