@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <openssl/crypto.h>
+#include <openssl/sha.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -11,10 +12,12 @@
 #include <vector>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "certstore/internal/directories.h"
 #include "certstore/internal/posix_status.h"
 #include "certstore/status_macros.h"
 
@@ -134,6 +137,8 @@ absl::Status QueryAttribute(absl::string_view name, const std::string& value,
           "x-allow-import must be true or false, not \"", value, "\""));
     }
     options.allow_import = value == "true";
+  } else if (name == "x-lock-dir") {
+    options.lock_dir = value;
   } else if (name == "pin-value") {
     return absl::InvalidArgumentError(
         "pin-value is refused: a PIN must not live in a URI (use "
@@ -244,7 +249,42 @@ absl::Status CheckOptions(const Pkcs11StoreOptions& options) {
         "exactly one of pin_file (pin-source=file:) and pin_callback must be "
         "set");
   }
+  if (!options.lock_dir.empty() && options.lock_dir[0] != '/') {
+    return absl::InvalidArgumentError(
+        absl::StrCat("lock_dir (x-lock-dir=) \"", options.lock_dir,
+                     "\" is not an absolute path"));
+  }
   return absl::OkStatus();
+}
+
+absl::StatusOr<internal::UniqueFd> OpenLockDir(
+    const Pkcs11StoreOptions& options) {
+  std::string dir = options.lock_dir;
+  if (dir.empty()) {
+    absl::StatusOr<std::string> state = internal::StateDirectory();
+    if (!state.ok()) {
+      return absl::Status(state.status().code(),
+                          absl::StrCat(state.status().message(),
+                                       ", or set lock_dir (x-lock-dir=)"));
+    }
+    dir = absl::StrCat(*state, "/pkcs11-locks");
+  }
+  return internal::OpenPrivateDirectory(dir, "lock directory");
+}
+
+std::string MintLockFileName(absl::string_view token_label,
+                             absl::string_view alias) {
+  // Fixed length whatever the alias (up to kMaxAliasBytes) holds; the
+  // length-prefixed label keeps tokens apart.
+  const std::string key =
+      absl::StrCat(token_label.size(), ":", token_label, alias);
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(key.data()), key.size(),
+         digest);
+  return absl::StrCat(".mint-",
+                      absl::BytesToHexString(absl::string_view(
+                          reinterpret_cast<const char*>(digest), 16)),
+                      ".lock");
 }
 
 absl::StatusOr<std::string> ResolvePin(const Pkcs11StoreOptions& options) {

@@ -1,4 +1,5 @@
-// Option checks and the PIN source for OpenPkcs11Store. Project-internal.
+// Option checks, the PIN source and the mint lock files for OpenPkcs11Store.
+// Project-internal.
 #ifndef CERTSTORE_PKCS11_PKCS11_OPTIONS_H_
 #define CERTSTORE_PKCS11_PKCS11_OPTIONS_H_
 
@@ -7,6 +8,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "certstore/internal/unique_fd.h"
 #include "pkcs11/pkcs11_store.h"
 
 namespace certstore::pkcs11_internal {
@@ -21,6 +23,17 @@ absl::Status CheckOptions(const Pkcs11StoreOptions& options);
 // world bits, else PermissionDenied naming the file; one trailing newline
 // removed) or from pin_callback. Messages name the file, never the PIN.
 absl::StatusOr<std::string> ResolvePin(const Pkcs11StoreOptions& options);
+
+// The lock directory (lock_dir, or <state dir>/pkcs11-locks), created 0700
+// when absent; PermissionDenied naming it when it is not private to this
+// user.
+absl::StatusOr<internal::UniqueFd> OpenLockDir(
+    const Pkcs11StoreOptions& options);
+
+// LockAlias's lock file in that directory for `alias` on the token
+// labelled `token_label`: ".mint-<32 hex digits>.lock".
+std::string MintLockFileName(absl::string_view token_label,
+                             absl::string_view alias);
 
 }  // namespace certstore::pkcs11_internal
 

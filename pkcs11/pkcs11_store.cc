@@ -11,6 +11,8 @@
 #include "absl/strings/str_cat.h"
 #include "certstore/errors.h"
 #include "certstore/internal/in_process_alias_locks.h"
+#include "certstore/internal/lock_file.h"
+#include "certstore/internal/unique_fd.h"
 #include "certstore/status_macros.h"
 #include "pkcs11/module_context.h"
 #include "pkcs11/pkcs11_key.h"
@@ -37,9 +39,10 @@ struct KeyPlan {
 class Pkcs11Store final : public CertStore {
  public:
   Pkcs11Store(std::string name, std::shared_ptr<RawToken> token,
-              const Pkcs11StoreOptions& options)
+              internal::UniqueFd lock_dir, const Pkcs11StoreOptions& options)
       : name_(std::move(name)),
         token_(std::move(token)),
+        lock_dir_(std::move(lock_dir)),
         module_(token_->module()),
         clock_(options.clock != nullptr ? options.clock : Clock::System()),
         allow_import_(options.allow_import),
@@ -62,8 +65,10 @@ class Pkcs11Store final : public CertStore {
     if (absl::Status s = ValidateAlias(alias); !s.ok()) {
       return WithContext(s, OpContext(Name(), "LockAlias", ""));
     }
-    return alias_locks_.Acquire(alias, timeout,
-                                OpContext(Name(), "LockAlias", alias));
+    return internal::LockAliasAcrossProcesses(
+        alias_locks_, alias, lock_dir_.get(),
+        pkcs11_internal::MintLockFileName(token_->label(), alias), timeout,
+        OpContext(Name(), "LockAlias", alias));
   }
 
  private:
@@ -85,6 +90,7 @@ class Pkcs11Store final : public CertStore {
 
   const std::string name_;
   const std::shared_ptr<RawToken> token_;
+  const internal::UniqueFd lock_dir_;  // LockAlias's lock files
   ModuleContext& module_;
   const Clock* const clock_;
   const bool allow_import_;
@@ -361,6 +367,11 @@ absl::StatusOr<std::unique_ptr<CertStore>> OpenPkcs11Store(
   const std::string context = OpContext(name, "Open", "");
   CERTSTORE_RETURN_IF_ERROR(
       WithContext(pkcs11_internal::CheckOptions(options), context));
+  absl::StatusOr<internal::UniqueFd> lock_dir =
+      pkcs11_internal::OpenLockDir(options);
+  if (!lock_dir.ok()) {
+    return WithContext(lock_dir.status(), context);
+  }
   absl::StatusOr<std::string> pin = pkcs11_internal::ResolvePin(options);
   if (!pin.ok()) {
     return WithContext(pin.status(), context);
@@ -378,8 +389,8 @@ absl::StatusOr<std::unique_ptr<CertStore>> OpenPkcs11Store(
     token->module().Prepare();
     CERTSTORE_RETURN_IF_ERROR(WithContext(token->Connect(), context));
   }
-  return std::unique_ptr<CertStore>(
-      std::make_unique<Pkcs11Store>(name, std::move(token), options));
+  return std::unique_ptr<CertStore>(std::make_unique<Pkcs11Store>(
+      name, std::move(token), *std::move(lock_dir), options));
 }
 
 }  // namespace certstore

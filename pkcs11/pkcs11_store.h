@@ -76,6 +76,13 @@ struct Pkcs11StoreOptions {
   // cached ones stop being servable, or after this long.
   absl::Duration cache_ttl = absl::InfiniteDuration();
 
+  // Where LockAlias keeps its cross-process lock files (one per token and
+  // alias, 0600; the directory is created 0700 and must be private to this
+  // user). Every process that mints on the token must use the same one.
+  // Empty: <state dir>/pkcs11-locks, the state dir being
+  // $XDG_STATE_HOME/certstore or ~/.local/state/certstore.
+  std::string lock_dir;
+
   // Time source for selection; null means Clock::System().
   const Clock* clock = nullptr;
 };
@@ -86,7 +93,8 @@ struct Pkcs11StoreOptions {
 //     alias selects objects);
 //   query attributes: module-path or module-name (a module file name looked
 //     up in the usual PKCS#11 module directories), pin-source=file:<path>,
-//     x-allow-import=true|false (a vendor attribute: allow_import below).
+//     x-allow-import=true|false (a vendor attribute: allow_import below),
+//     x-lock-dir=<absolute path> (a vendor attribute: lock_dir below).
 // Values are percent-decoded. pin-value is refused (a PIN must not live in a
 // URI) and its value never appears in the error. InvalidArgument naming the
 // URI part and what was expected.

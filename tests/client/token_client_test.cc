@@ -309,8 +309,8 @@ TEST_P(TokenClientTest, BadScopeIsRefusedBeforeAnyNetworkCall) {
   EXPECT_EQ(emulator_->GetCounters().metadata_requests, 0);
 }
 
-// Backends whose LockAlias reaches other processes (the PKCS#11 store's is
-// in-process only: see docs/pkcs11-store.md).
+// Processes that share a persistent store mint once between them, through
+// its LockAlias.
 class CrossProcessTest : public TokenClientTest {};
 
 // 4 processes x 16 threads, cold, on one persistent store: one mint at the
@@ -394,10 +394,7 @@ std::string BackendName(const ::testing::TestParamInfo<std::string>& p) {
 INSTANTIATE_TEST_SUITE_P(Backends, TokenClientTest, kBackends, BackendName);
 INSTANTIATE_TEST_SUITE_P(Backends, CredentialRecovery, kBackends, BackendName);
 INSTANTIATE_TEST_SUITE_P(Backends, NetworkFailures, kBackends, BackendName);
-INSTANTIATE_TEST_SUITE_P(Backends, CrossProcessTest,
-                         ::testing::Values("memory:,sqlite:{dir}/s.db",
-                                           "memory:,file:{dir}/certs"),
-                         BackendName);
+INSTANTIATE_TEST_SUITE_P(Backends, CrossProcessTest, kBackends, BackendName);
 
 }  // namespace
 }  // namespace certstore::testing

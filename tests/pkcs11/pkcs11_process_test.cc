@@ -165,6 +165,78 @@ TEST_F(Pkcs11ProcessTest, ForkedChildrenFindAndSignAndTheParentKeepsWorking) {
   EXPECT_THAT(store_->DeleteAllForAlias("forked#att=0"), IsOkAndHolds(1));
 }
 
+// Runs `body` in a forked child (it returns the exit code) and returns the
+// code, or -1 when the child did not exit normally within a minute.
+template <typename Body>
+int InChild(Body body) {
+  const pid_t pid = fork();
+  if (pid == 0) {
+    _exit(body());
+  }
+  if (pid < 0) {
+    return -1;
+  }
+  const int status = WaitBounded(pid, absl::Seconds(60));
+  return status != -1 && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+// LockAlias reaches other processes: a child with its own store on the token
+// cannot take an alias the parent holds (Unavailable naming the alias once
+// its timeout runs out), takes another alias at once, and takes the alias
+// after the parent lets go.
+TEST_F(Pkcs11ProcessTest, LockAliasExcludesOtherProcesses) {
+  auto held = store_->LockAlias("mint#att=0", absl::Seconds(1));
+  ASSERT_OK(held);
+  const Pkcs11StoreOptions options = Options();
+  EXPECT_EQ(
+      InChild([&options] {
+        auto mine = OpenPkcs11Store(options);
+        if (!mine.ok()) {
+          return 10;
+        }
+        const absl::Time start = absl::Now();
+        auto lock = (*mine)->LockAlias("mint#att=0", absl::Milliseconds(200));
+        if (lock.status().code() != absl::StatusCode::kUnavailable) {
+          return 1;
+        }
+        if (!absl::StrContains(lock.status().message(), "mint#att=0") ||
+            absl::Now() - start < absl::Milliseconds(200)) {
+          return 2;
+        }
+        return (*mine)->LockAlias("other#att=0", absl::Seconds(1)).ok() ? 0 : 3;
+      }),
+      0);
+  held->reset();
+  EXPECT_EQ(
+      InChild([&options] {
+        auto mine = OpenPkcs11Store(options);
+        return mine.ok() &&
+                       (*mine)->LockAlias("mint#att=0", absl::Seconds(5)).ok()
+                   ? 0
+                   : 1;
+      }),
+      0);
+}
+
+// A process that dies holding the lock does not keep it: the kernel drops
+// it with the process.
+TEST_F(Pkcs11ProcessTest, LockDiesWithItsProcess) {
+  const Pkcs11StoreOptions options = Options();
+  EXPECT_EQ(InChild([&options] {
+              auto mine = OpenPkcs11Store(options);
+              if (!mine.ok()) {
+                return 10;
+              }
+              auto lock = (*mine)->LockAlias("dies#att=0", absl::Seconds(1));
+              if (!lock.ok()) {
+                return 1;
+              }
+              _exit(0);  // holding it, no destructors
+            }),
+            0);
+  EXPECT_OK(store_->LockAlias("dies#att=0", absl::Seconds(1)));
+}
+
 TEST_F(Pkcs11ProcessTest, ExitWithTheStoreOpenNeverCrashes) {
   for (const char* how : {"return", "exit"}) {
     auto output = RunCommand(absl::StrCat(CERTSTORE_EXIT_HELPER, " ", how, " '",

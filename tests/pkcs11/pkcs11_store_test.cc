@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "certstore/errors.h"
+#include "pkcs11/pkcs11_options.h"
 #include "tests/pkcs11/softhsm_token.h"
 #include "tests/support/status_matchers.h"
 #include "tests/support/test_pki.h"
@@ -20,6 +21,7 @@ namespace {
 
 using ::testing::AllOf;
 using ::testing::HasSubstr;
+using ::testing::MatchesRegex;
 using ::testing::Not;
 
 class Pkcs11StoreTest : public SoftHsmStoreTest {
@@ -59,6 +61,15 @@ TEST(Pkcs11UriTest, AllowImportIsAVendorQueryAttribute) {
                        HasSubstr("x-allow-import must be true or false")));
 }
 
+TEST(Pkcs11UriTest, LockDirIsAVendorQueryAttribute) {
+  auto options = ParsePkcs11Uri(
+      "pkcs11:token=a?module-path=/m.so&pin-source=file:/p&x-lock-dir=/run/"
+      "user/1000/certstore%20locks");
+  ASSERT_OK(options);
+  EXPECT_EQ(options->lock_dir, "/run/user/1000/certstore locks");
+  EXPECT_EQ(ParsePkcs11Uri("pkcs11:token=a?module-path=/m.so")->lock_dir, "");
+}
+
 TEST(Pkcs11UriTest, ModuleNameIsLookedUp) {
   auto options =
       ParsePkcs11Uri("pkcs11:token=a?module-name=softhsm2&pin-source=file:/p");
@@ -92,6 +103,8 @@ TEST(Pkcs11UriTest, BadUrisNameThePart) {
       {"pkcs11:token=a?module-path=/m.so&pin-source=/p", "pin-source"},
       {"pkcs11:token=a?module-path=/m.so&frobnicate=1", "frobnicate"},
       {"pkcs11:token?module-path=/m.so", "no value"},
+      {"pkcs11:token=a?module-path=/m.so&x-lock-dir=/a&x-lock-dir=/b",
+       "given twice"},
   };
   for (const auto& c : kCases) {
     EXPECT_THAT(ParsePkcs11Uri(c.uri),
@@ -179,6 +192,83 @@ TEST_F(Pkcs11StoreTest, MissingOptionsAreNamed) {
   EXPECT_THAT(
       OpenPkcs11Store(options),
       StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("exactly one")));
+}
+
+// The lock directory must be an absolute path to a directory only this
+// user can write: anyone else could hold the mint locks hostage.
+TEST_F(Pkcs11StoreTest, UnsafeOrRelativeLockDirIsRefusedNamingIt) {
+  Pkcs11StoreOptions options = Options();
+  options.lock_dir = "relative/locks";
+  EXPECT_THAT(
+      OpenPkcs11Store(options),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               AllOf(HasSubstr("x-lock-dir"), HasSubstr("relative/locks"))));
+  const std::string shared = absl::StrCat(SoftHsmToken::Dir(), "/shared-locks");
+  ASSERT_EQ(mkdir(shared.c_str(), 0700), 0);
+  ASSERT_EQ(chmod(shared.c_str(), 0777), 0);
+  options.lock_dir = shared;
+  EXPECT_THAT(OpenPkcs11Store(options),
+              StatusIs(absl::StatusCode::kPermissionDenied,
+                       AllOf(HasSubstr(shared), HasSubstr("0777"))));
+  options.lock_dir = WritePinFile("not-a-dir", "x", 0600);
+  EXPECT_THAT(
+      OpenPkcs11Store(options),
+      StatusIs(absl::StatusCode::kPermissionDenied,
+               AllOf(HasSubstr("not-a-dir"), HasSubstr("not a directory"))));
+}
+
+// One lock file per token and alias, of a fixed-length name whatever the
+// alias holds (slashes, dots, 1,024 bytes).
+TEST(Pkcs11LockFileTest, NamesArePerTokenAndAlias) {
+  using pkcs11_internal::MintLockFileName;
+  const std::string name = MintLockFileName("token-a", "svc#att=0");
+  EXPECT_THAT(name, MatchesRegex("\\.mint-[0-9a-f]{32}\\.lock"));
+  EXPECT_EQ(MintLockFileName("token-a", "svc#att=0"), name);
+  EXPECT_NE(MintLockFileName("token-b", "svc#att=0"), name);
+  EXPECT_NE(MintLockFileName("token-a", "svc#att=1"), name);
+  EXPECT_NE(MintLockFileName("token-a\nsvc", "att=0"),
+            MintLockFileName("token-a", "svc\natt=0"));
+  EXPECT_EQ(MintLockFileName("t", "../../" + std::string(1024, 'x')).size(),
+            name.size());
+}
+
+// An absent lock directory is created, private.
+TEST_F(Pkcs11StoreTest, AbsentLockDirIsCreatedPrivate) {
+  Pkcs11StoreOptions options = Options();
+  options.lock_dir = absl::StrCat(SoftHsmToken::Dir(), "/new/lock/dir");
+  auto store = OpenPkcs11Store(options);
+  ASSERT_OK(store);
+  struct stat st;
+  ASSERT_EQ(stat(options.lock_dir.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISDIR(st.st_mode));
+  EXPECT_EQ(st.st_mode & 0777, 0700u);
+  ASSERT_OK((*store)->LockAlias("fresh#att=0", absl::Seconds(1)));
+}
+
+// Without lock_dir the locks go under the state directory, which needs
+// XDG_STATE_HOME or HOME.
+TEST_F(Pkcs11StoreTest, DefaultLockDirIsUnderTheStateDirectory) {
+  const char* home = getenv("HOME");
+  const std::string saved_home = home != nullptr ? home : "";
+  Pkcs11StoreOptions options = Options();
+  options.lock_dir.clear();
+  unsetenv("XDG_STATE_HOME");
+  unsetenv("HOME");
+  EXPECT_THAT(OpenPkcs11Store(options),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       AllOf(HasSubstr("XDG_STATE_HOME"),
+                             HasSubstr("x-lock-dir"))));
+  if (home != nullptr) {
+    setenv("HOME", saved_home.c_str(), 1);
+  }
+  const std::string state = absl::StrCat(SoftHsmToken::Dir(), "/state");
+  setenv("XDG_STATE_HOME", state.c_str(), 1);
+  auto store = OpenPkcs11Store(options);
+  unsetenv("XDG_STATE_HOME");
+  ASSERT_OK(store);
+  struct stat st;
+  ASSERT_EQ(stat((state + "/certstore/pkcs11-locks").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0700u);
 }
 
 TEST_F(Pkcs11StoreTest, AbsentTokenIsUnavailable) {

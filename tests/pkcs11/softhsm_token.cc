@@ -185,17 +185,21 @@ SoftHsmToken::~SoftHsmToken() {
   unlink(pin_file_.c_str());
 }
 
+std::string SoftHsmToken::LockDir() { return absl::StrCat(Dir(), "/locks"); }
+
 Pkcs11StoreOptions SoftHsmToken::Options() const {
   Pkcs11StoreOptions options;
   options.module_path = std::string(kSoftHsmModule);
   options.token_label = label_;
   options.pin_file = pin_file_;
+  options.lock_dir = LockDir();
   return options;
 }
 
 std::string SoftHsmToken::Uri() const {
   return absl::StrCat("pkcs11:token=", label_, "?module-path=", kSoftHsmModule,
-                      "&pin-source=file:", pin_file_);
+                      "&pin-source=file:", pin_file_,
+                      "&x-lock-dir=", LockDir());
 }
 
 absl::StatusOr<std::string> SoftHsmToken::Pkcs11Tool(

@@ -45,7 +45,8 @@ class SoftHsmToken {
   const std::string& pin() const { return pin_; }
   const std::string& pin_file() const { return pin_file_; }
 
-  // Options for OpenPkcs11Store on this token (module, label, PIN file).
+  // Options for OpenPkcs11Store on this token (module, label, PIN file,
+  // LockDir()).
   Pkcs11StoreOptions Options() const;
   // The same as an RFC 7512 URI.
   std::string Uri() const;
@@ -67,6 +68,8 @@ class SoftHsmToken {
 
   // The directory holding the config, tokens and PIN files.
   static const std::string& Dir();
+  // The stores' mint lock directory, under Dir().
+  static std::string LockDir();
 
  private:
   SoftHsmToken(std::string label, std::string pin_file);
