@@ -15,6 +15,7 @@
 #include "certstore/key.h"
 #include "filesystem/file_system_ops.h"
 #include "tests/filesystem/pem_dir_fixture.h"
+#include "tests/support/failing_key.h"
 
 namespace certstore::testing {
 namespace {
@@ -169,28 +170,6 @@ TEST_F(PemDirWriteTest, FailedFsyncOfADeleteIsReported) {
                        AllOf(HasSubstr("DeleteAllForAlias(\"f\")"),
                              HasSubstr("fsync"))));
 }
-
-// A key that, like a token key, cannot leave where it lives.
-class UnexportableKey final : public Key {
- public:
-  explicit UnexportableKey(std::shared_ptr<const Key> real)
-      : real_(std::move(real)) {}
-  absl::StatusOr<std::string> Sign(absl::string_view data) const override {
-    return real_->Sign(data);
-  }
-  const std::string& public_key_der() const override {
-    return real_->public_key_der();
-  }
-  EVP_PKEY* evp_pkey() const override { return real_->evp_pkey(); }
-  std::string algorithm() const override { return real_->algorithm(); }
-  std::string location() const override { return "pkcs11:token=test"; }
-  absl::StatusOr<std::string> ExportPkcs8Der() const override {
-    return absl::FailedPreconditionError("key cannot leave its token");
-  }
-
- private:
-  std::shared_ptr<const Key> real_;
-};
 
 TEST_F(PemDirWriteTest, KeyThatCannotBeExportedIsInvalidAndNothingIsWritten) {
   auto key = std::make_shared<UnexportableKey>(PoolKey(KeyType::kEcP256, 2));

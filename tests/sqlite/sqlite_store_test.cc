@@ -16,6 +16,7 @@
 #include "sqlite/connection_internal.h"
 #include "sqlite/row_codec_internal.h"
 #include "tests/sqlite/sqlite_test_util.h"
+#include "tests/support/failing_key.h"
 #include "tests/support/status_matchers.h"
 
 namespace certstore::testing {
@@ -282,28 +283,6 @@ TEST_F(SqliteStoreTest, DeleteRemovesDamagedRowsToo) {
 }
 
 // ------------------------------------------------------------ bad input
-
-// A key whose private part cannot leave its home, like a token key.
-class UnexportableKey final : public Key {
- public:
-  explicit UnexportableKey(std::shared_ptr<const Key> real)
-      : real_(std::move(real)) {}
-  absl::StatusOr<std::string> Sign(absl::string_view data) const override {
-    return real_->Sign(data);
-  }
-  const std::string& public_key_der() const override {
-    return real_->public_key_der();
-  }
-  EVP_PKEY* evp_pkey() const override { return real_->evp_pkey(); }
-  std::string algorithm() const override { return real_->algorithm(); }
-  std::string location() const override { return "pkcs11:token=test"; }
-  absl::StatusOr<std::string> ExportPkcs8Der() const override {
-    return absl::FailedPreconditionError("the key cannot leave the token");
-  }
-
- private:
-  std::shared_ptr<const Key> real_;
-};
 
 TEST_F(SqliteStoreTest, UnexportableKeyIsRefusedAndTheStoreUnchanged) {
   auto store = Open();

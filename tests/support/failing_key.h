@@ -1,6 +1,8 @@
-// A Key that fails to sign: fault injection for ProbeKey and the token
-// client's recovery path. It keeps the public key (and EVP_PKEY) of the key
-// it wraps, so stores accept it as matching the certificate.
+// Keys that fail on purpose, wrapping a real key whose public key (and
+// EVP_PKEY) they keep, so stores accept them as matching the certificate:
+// FailingKey cannot sign (ProbeKey and the token client's recovery path);
+// UnexportableKey cannot be exported, like a token key (what stores that
+// write key bytes must refuse).
 #ifndef CERTSTORE_TESTS_SUPPORT_FAILING_KEY_H_
 #define CERTSTORE_TESTS_SUPPORT_FAILING_KEY_H_
 
@@ -41,6 +43,28 @@ class FailingKey final : public Key {
   std::shared_ptr<const Key> real_;
   absl::Status failure_;
   mutable std::atomic<int> sign_calls_{0};
+};
+
+class UnexportableKey final : public Key {
+ public:
+  explicit UnexportableKey(std::shared_ptr<const Key> real)
+      : real_(std::move(real)) {}
+
+  absl::StatusOr<std::string> Sign(absl::string_view data) const override {
+    return real_->Sign(data);
+  }
+  const std::string& public_key_der() const override {
+    return real_->public_key_der();
+  }
+  EVP_PKEY* evp_pkey() const override { return real_->evp_pkey(); }
+  std::string algorithm() const override { return real_->algorithm(); }
+  std::string location() const override { return "pkcs11:token=test"; }
+  absl::StatusOr<std::string> ExportPkcs8Der() const override {
+    return absl::FailedPreconditionError("the key cannot leave its token");
+  }
+
+ private:
+  std::shared_ptr<const Key> real_;
 };
 
 }  // namespace certstore::testing
