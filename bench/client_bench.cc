@@ -17,6 +17,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "backends/open_store.h"
+#include "bench/bench_util.h"
 #include "bench/ratio_reporter.h"
 #include "certstore/chain.h"
 #include "client/token_client.h"
@@ -41,36 +42,29 @@ struct ClientFixture {
   }
 };
 
-void Check(bool ok, const std::string& what) {
-  if (!ok) {
-    std::fprintf(stderr, "client_bench setup: %s\n", what.c_str());
-    std::abort();
-  }
-}
-
 ClientFixture& Fixture() {
   static ClientFixture* const fixture = [] {
     auto* f = new ClientFixture();
     auto emu = Emulator::Start();
-    Check(emu.ok(), emu.status().ToString());
+    CheckOk(emu.status(), "Emulator::Start");
     f->emulator = *std::move(emu);
     auto store =
         OpenStore(absl::StrCat("memory:,sqlite:", f->dir.path(), "/s.db"));
-    Check(store.ok(), store.status().ToString());
+    CheckOk(store.status(), "OpenStore");
     f->store = *std::move(store);
     TokenClientOptions options;
     options.issuing_url = f->emulator->issuing_url();
     options.server_ca_pem = f->emulator->ca_root_pem();
     auto client = TokenClient::Create(f->store.get(), options);
-    Check(client.ok(), client.status().ToString());
+    CheckOk(client.status(), "TokenClient::Create");
     f->client = *std::move(client);
     auto token = f->client->GetToken(f->NextScope());
-    Check(token.ok(), token.status().ToString());
+    CheckOk(token.status(), "GetToken");
     // The same binding as files, for the bare libcurl floor.
     auto entry = f->store->Find(token->alias);
-    Check(entry.ok(), entry.status().ToString());
+    CheckOk(entry.status(), "Find");
     auto key_pem = KeyToPem(*(*entry)->key());
-    Check(key_pem.ok(), key_pem.status().ToString());
+    CheckOk(key_pem.status(), "KeyToPem");
     f->cert_file = f->dir.path() + "/chain.pem";
     f->key_file = f->dir.path() + "/key.pem";
     f->ca_file = f->dir.path() + "/ca.pem";
@@ -89,7 +83,7 @@ ClientFixture& Fixture() {
 void BM_Client_GetToken_Cached(benchmark::State& state) {
   ClientFixture& f = Fixture();
   const std::string scope = f.NextScope();
-  Check(f.client->GetToken(scope).ok(), "warm-up token");
+  CheckOk(f.client->GetToken(scope).status(), "warm-up token");
   for (auto _ : state) {
     auto token = f.client->GetToken(scope);
     benchmark::DoNotOptimize(token);
@@ -136,7 +130,7 @@ void BM_Client_MintAndToken(benchmark::State& state) {
   ClientFixture& f = Fixture();
   const std::string alias = absl::StrCat(f.emulator->client_id(), "#att=0");
   for (auto _ : state) {
-    Check(f.store->DeleteAllForAlias(alias).ok(), "evict");
+    CheckOk(f.store->DeleteAllForAlias(alias).status(), "evict");
     auto token = f.client->GetToken(f.NextScope());
     if (!token.ok()) {
       state.SkipWithError(token.status().ToString().c_str());
@@ -150,7 +144,7 @@ void BM_Client_Recovery(benchmark::State& state) {
   emulator::FaultSpec fault;
   fault.kind = emulator::FaultKind::kInvalidClient;
   for (auto _ : state) {
-    Check(f.emulator->InjectFault(fault).ok(), "inject");
+    CheckOk(f.emulator->InjectFault(fault), "inject");
     auto token = f.client->GetToken(f.NextScope());
     if (!token.ok() || !token->healed) {
       state.SkipWithError("recovery did not heal");

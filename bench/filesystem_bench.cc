@@ -37,6 +37,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
+#include "bench/bench_util.h"
 #include "bench/ratio_reporter.h"
 #include "certstore/cert_store.h"
 #include "certstore/clock.h"
@@ -51,14 +52,6 @@ namespace {
 
 constexpr int64_t kSizes[] = {1, 1000, 10000};
 constexpr int kDistinctEntries = 64;
-
-void CheckOk(const absl::Status& status, const char* what) {
-  if (!status.ok()) {
-    std::fprintf(stderr, "filesystem_bench: %s: %s\n", what,
-                 status.ToString().c_str());
-    std::abort();
-  }
-}
 
 // One temp directory for the whole run, removed at exit.
 const std::string& BenchRoot() {
@@ -84,24 +77,6 @@ const std::string& BenchRoot() {
   return *root;
 }
 
-// Built at most once per key, outside any timed region; the threads of a
-// run share it.
-template <typename T>
-T& Shared(int64_t key) {
-  static std::mutex mu;
-  static auto* made = new std::map<int64_t, std::unique_ptr<T>>();
-  std::lock_guard<std::mutex> lock(mu);
-  auto& slot = (*made)[key];
-  if (slot == nullptr) {
-    const absl::Time start = absl::Now();
-    slot = std::make_unique<T>(key);
-    std::fprintf(stderr, "setup: %s(%lld) took %s\n", T::kName,
-                 static_cast<long long>(key),
-                 absl::FormatDuration(absl::Now() - start).c_str());
-  }
-  return *slot;
-}
-
 std::shared_ptr<const Entry> Issue(const testing::TestPki& pki,
                                    const std::string& alias, int key_index) {
   return pki.MakeEntry(alias, testing::PoolKey(KeyType::kEcP256, key_index),
@@ -123,10 +98,10 @@ std::shared_ptr<const Entry> Realias(const Entry& entry, std::string alias) {
 // A store directory with N aliases, an entry each; the entry files' paths;
 // and a store whose Finds have decoded every file once.
 struct Population {
-  static constexpr const char* kName = "Population";
   explicit Population(int64_t n)
       : dir(absl::StrCat(BenchRoot(), "/store-", n)),
         clock(testing::TestNow()) {
+    SetupTimer timer(absl::StrCat("Population(", n, ")"));
     testing::TestPki pki;
     std::vector<std::shared_ptr<const Entry>> distinct;
     for (int i = 0; i < kDistinctEntries; ++i) {
@@ -212,7 +187,7 @@ bool OpenRead(const std::string& path, std::string* out) {
 // the run.
 template <typename Then>
 void ReadEachFile(benchmark::State& state, Then then) {
-  const Population& population = Shared<Population>(state.range(0));
+  const Population& population = BuiltOnce<Population>(state.range(0));
   Walk walk(population, state);
   std::string bytes;
   for (auto _ : state) {
@@ -242,7 +217,7 @@ void BM_Floor_OpenReadPemDecode(benchmark::State& state) {
 }
 
 void BM_Filesystem_Find(benchmark::State& state) {
-  const Population& population = Shared<Population>(state.range(0));
+  const Population& population = BuiltOnce<Population>(state.range(0));
   Walk walk(population, state);
   for (auto _ : state) {
     auto entry = population.store->Find(population.aliases[walk.Next()]);
@@ -257,7 +232,7 @@ void BM_Filesystem_Find(benchmark::State& state) {
 // Each lookup on a store that has not decoded that file yet (a new store
 // per 64 lookups; opening it is not timed).
 void BM_Filesystem_FindUncached(benchmark::State& state) {
-  Population& population = Shared<Population>(state.range(0));
+  Population& population = BuiltOnce<Population>(state.range(0));
   Walk walk(population, state);
   std::unique_ptr<CertStore> store;
   int64_t done = 0;
@@ -293,8 +268,8 @@ BENCHMARK(BM_Filesystem_FindUncached)
 // Writes: new entries of one alias, each under its own name; the directory
 // is emptied (untimed) every 256 writes so that it stays small.
 struct WriteFixture {
-  static constexpr const char* kName = "WriteFixture";
   explicit WriteFixture(int64_t) : dir(BenchRoot() + "/writes") {
+    SetupTimer timer("WriteFixture");
     testing::TestPki pki;
     for (int i = 0; i < kDistinctEntries; ++i) {
       entries.push_back(Issue(pki, "writer#att=0", i));
@@ -308,7 +283,7 @@ struct WriteFixture {
 };
 
 void BM_Floor_AtomicWrite(benchmark::State& state) {
-  WriteFixture& fixture = Shared<WriteFixture>(0);
+  WriteFixture& fixture = BuiltOnce<WriteFixture>(0);
   const int dir_fd = open(fixture.dir.c_str(), O_RDONLY | O_DIRECTORY);
   int64_t i = 0;
   for (auto _ : state) {
@@ -329,8 +304,8 @@ void BM_Floor_AtomicWrite(benchmark::State& state) {
 }
 
 void BM_Filesystem_Put(benchmark::State& state) {
-  WriteFixture& fixture = Shared<WriteFixture>(0);
-  Population& population = Shared<Population>(1);
+  WriteFixture& fixture = BuiltOnce<WriteFixture>(0);
+  Population& population = BuiltOnce<Population>(1);
   int64_t i = 0;
   for (auto _ : state) {
     if (i % kDistinctEntries == 0) {

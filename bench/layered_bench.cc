@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "absl/strings/str_format.h"
+#include "bench/bench_util.h"
 #include "bench/ratio_reporter.h"
 #include "cache/layered_store.h"
 #include "memory/memory_store.h"
@@ -37,14 +38,6 @@ constexpr int64_t kManyAliases = 100000;
 // other aliases (issuing 100,000 would take minutes).
 constexpr int kDistinctEntries = 64;
 
-void Check(const absl::Status& status) {
-  if (!status.ok()) {
-    std::fprintf(stderr, "layered_bench setup: %s\n",
-                 status.ToString().c_str());
-    std::abort();
-  }
-}
-
 struct Fixture {
   testing::TempDir dir;
   std::vector<std::string> aliases;
@@ -61,10 +54,10 @@ std::unique_ptr<LayeredStore> MemoryOverSqlite(const std::string& path) {
   std::vector<std::unique_ptr<CertStore>> layers;
   layers.push_back(NewMemoryStore());
   auto sqlite = OpenSqliteStore(path);
-  Check(sqlite.status());
+  CheckOk(sqlite.status(), "OpenSqliteStore");
   layers.push_back(*std::move(sqlite));
   auto layered = LayeredStore::Open(std::move(layers));
-  Check(layered.status());
+  CheckOk(layered.status(), "LayeredStore::Open");
   return *std::move(layered);
 }
 
@@ -81,12 +74,15 @@ Fixture& Get() {
       auto entry = pki.MakeEntry(
           fixture->aliases.back(), testing::PoolKey(KeyType::kEcP256, i % 16),
           absl::Now() - absl::Hours(1), absl::Now() + absl::Hours(24 * 7));
-      Check(fixture->layered->Put(entry));
-      Check(fixture->memory->Put(entry));
+      CheckOk(fixture->layered->Put(entry), "Put");
+      CheckOk(fixture->memory->Put(entry), "Put");
       // Its own entries, dropped right after the Put: nothing holds them.
-      Check(fixture->cold_sqlite->Put(pki.MakeEntry(
-          fixture->aliases.back(), testing::PoolKey(KeyType::kEcP256, i % 16),
-          absl::Now() - absl::Hours(1), absl::Now() + absl::Hours(24 * 7))));
+      CheckOk(
+          fixture->cold_sqlite->Put(pki.MakeEntry(
+              fixture->aliases.back(),
+              testing::PoolKey(KeyType::kEcP256, i % 16),
+              absl::Now() - absl::Hours(1), absl::Now() + absl::Hours(24 * 7))),
+          "Put");
     }
     return fixture;
   }();
@@ -137,7 +133,8 @@ const ManyAliasesFile& ManyAliases() {
   static const ManyAliasesFile* const file = [] {
     auto* many = new ManyAliasesFile();
     many->path = many->dir.path() + "/many.db";
-    Check(OpenSqliteStore(many->path).status());  // creates the schema
+    CheckOk(OpenSqliteStore(many->path).status(),
+            "OpenSqliteStore");  // creates the schema
     testing::TestPki pki;
     std::vector<sqlite_internal::StoredRow> rows;
     for (int i = 0; i < kDistinctEntries; ++i) {
@@ -147,14 +144,14 @@ const ManyAliasesFile& ManyAliases() {
                          absl::Now() - absl::Hours(1),
                          absl::Now() + absl::Hours(24 * 7)),
           nullptr);
-      Check(row.status());
+      CheckOk(row.status(), "EncodeEntry");
       rows.push_back(*std::move(row));
     }
     sqlite_internal::DatabaseOptions options;
     options.path = many->path;
     options.name = "sqlite:" + many->path;
     auto db = sqlite_internal::Database::Open(options);
-    Check(db.status());
+    CheckOk(db.status(), "Database::Open");
     auto insert_all = [&](sqlite_internal::Connection& connection) {
       for (int64_t i = 0; i < kManyAliases; ++i) {
         sqlite_internal::StoredRow& row = rows[i % kDistinctEntries];
@@ -172,7 +169,7 @@ const ManyAliasesFile& ManyAliases() {
       }
       return absl::OkStatus();
     };
-    Check((*db)->Write("bench fill", insert_all));
+    CheckOk((*db)->Write("bench fill", insert_all), "Write");
     return many;
   }();
   return *file;
@@ -215,11 +212,11 @@ WarmStores& Warm100k() {
     std::vector<std::shared_ptr<const Entry>> entries;
     for (const std::string& alias : many.aliases) {
       auto entry = stores->layered->Find(alias);
-      Check(entry.status());
+      CheckOk(entry.status(), "layered Find");
       entries.push_back(*std::move(entry));
     }
     for (auto& entry : entries) {
-      Check(stores->memory->Put(std::move(entry)));
+      CheckOk(stores->memory->Put(std::move(entry)), "Put");
     }
     return stores;
   }();
@@ -335,7 +332,7 @@ void BM_Layered_MissBackfill(benchmark::State& state) {
       break;
     }
     entry = absl::StatusOr<std::shared_ptr<const Entry>>();
-    Check(cold.top->DeleteAllForAlias(alias).status());
+    CheckOk(cold.top->DeleteAllForAlias(alias).status(), "DeleteAllForAlias");
     state.SetIterationTime(seconds);
   }
 }
@@ -358,16 +355,17 @@ void BM_Paired_MissBackfill(benchmark::State& state) {
     auto cold_find = [&] {
       const double seconds =
           SecondsOf([&] { found = cold.sqlite->Find(cold_alias); });
-      Check(found.status());
+      CheckOk(found.status(), "sqlite Find");
       found = absl::StatusOr<std::shared_ptr<const Entry>>();
       return seconds;
     };
     auto backfill = [&] {
       const double seconds =
           SecondsOf([&] { found = cold.layered->Find(backfill_alias); });
-      Check(found.status());
+      CheckOk(found.status(), "layered Find");
       found = absl::StatusOr<std::shared_ptr<const Entry>>();
-      Check(cold.top->DeleteAllForAlias(backfill_alias).status());
+      CheckOk(cold.top->DeleteAllForAlias(backfill_alias).status(),
+              "DeleteAllForAlias");
       return seconds;
     };
     double cold_seconds;
@@ -393,7 +391,7 @@ void BM_Paired_MissBackfill(benchmark::State& state) {
 // Empties the top layer of what earlier iterations back-filled.
 void EvictBackfilled(ColdStores& cold) {
   for (const std::string& alias : cold.backfilled) {
-    Check(cold.top->DeleteAllForAlias(alias).status());
+    CheckOk(cold.top->DeleteAllForAlias(alias).status(), "DeleteAllForAlias");
   }
   cold.backfilled.clear();
 }

@@ -38,6 +38,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "bench/bench_util.h"
 #include "bench/ratio_reporter.h"
 #include "certstore/cert_store.h"
 #include "certstore/clock.h"
@@ -56,47 +57,6 @@ constexpr int64_t kSizes[] = {1, 1000, 100000};
 constexpr int kDistinctEntries = 64;
 // What ProbeEntryKey signs: a 22-byte domain string and a 32-byte nonce.
 constexpr size_t kProbeMessageBytes = 54;
-
-// Setup failures are programming errors: stop the run loudly.
-void CheckOk(const absl::Status& status, const char* what) {
-  if (!status.ok()) {
-    std::fprintf(stderr, "memory_bench: %s: %s\n", what,
-                 status.ToString().c_str());
-    std::abort();
-  }
-}
-
-// Returns the T built from `key`, building it on first use and keeping it
-// for the process, so that setup never runs inside a timed region and the
-// threads of one run (which all call this first) share one T.
-template <typename T>
-T& BuiltOnce(int64_t key) {
-  static std::mutex mu;
-  static auto* built = new std::map<int64_t, std::unique_ptr<T>>();
-  std::lock_guard<std::mutex> lock(mu);
-  std::unique_ptr<T>& slot = (*built)[key];
-  if (slot == nullptr) {
-    slot = std::make_unique<T>(key);
-  }
-  return *slot;
-}
-
-// Prints how long a fixture took to build, for setup budgets.
-class SetupTimer {
- public:
-  explicit SetupTimer(std::string what)
-      : what_(std::move(what)), start_(std::chrono::steady_clock::now()) {}
-  ~SetupTimer() {
-    std::chrono::duration<double> took =
-        std::chrono::steady_clock::now() - start_;
-    std::fprintf(stderr, "setup: %s took %.2f s\n", what_.c_str(),
-                 took.count());
-  }
-
- private:
-  std::string what_;
-  std::chrono::steady_clock::time_point start_;
-};
 
 std::unique_ptr<CertStore> NewStoreAt(const Clock* clock) {
   MemoryStoreOptions options;

@@ -42,6 +42,7 @@
 #include <vector>
 
 #include "absl/strings/str_format.h"
+#include "bench/bench_util.h"
 #include "bench/ratio_reporter.h"
 #include "certstore/cert_store.h"
 #include "certstore/clock.h"
@@ -54,42 +55,6 @@ namespace certstore::bench {
 namespace {
 
 constexpr int64_t kSizes[] = {10, 100, 1000};
-
-void CheckOk(const absl::Status& status, const char* what) {
-  if (!status.ok()) {
-    std::fprintf(stderr, "pkcs11_bench: %s: %s\n", what,
-                 status.ToString().c_str());
-    std::abort();
-  }
-}
-
-class SetupTimer {
- public:
-  explicit SetupTimer(std::string what)
-      : what_(std::move(what)), start_(std::chrono::steady_clock::now()) {}
-  ~SetupTimer() {
-    std::chrono::duration<double> took =
-        std::chrono::steady_clock::now() - start_;
-    std::fprintf(stderr, "setup: %s took %.3f s\n", what_.c_str(),
-                 took.count());
-  }
-
- private:
-  std::string what_;
-  std::chrono::steady_clock::time_point start_;
-};
-
-template <typename T>
-T& BuiltOnce(int64_t key) {
-  static std::mutex mu;
-  static auto* built = new std::map<int64_t, std::unique_ptr<T>>();
-  std::lock_guard<std::mutex> lock(mu);
-  std::unique_ptr<T>& slot = (*built)[key];
-  if (slot == nullptr) {
-    slot = std::make_unique<T>(key);
-  }
-  return *slot;
-}
 
 // Every token exists before the module is loaded (SoftHSM lists tokens at
 // C_Initialize): one per size, one for the probes.

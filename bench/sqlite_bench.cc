@@ -39,6 +39,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "bench/bench_util.h"
 #include "bench/ratio_reporter.h"
 #include "certstore/cert_store.h"
 #include "certstore/clock.h"
@@ -63,14 +64,6 @@ constexpr int kRsa = 1;
 constexpr char kPassphrase[] = "bench passphrase";
 constexpr char kSelectBytesSql[] =
     "SELECT chain, key_der FROM entries WHERE alias = ?1";
-
-void CheckOk(const absl::Status& status, const char* what) {
-  if (!status.ok()) {
-    std::fprintf(stderr, "sqlite_bench: %s: %s\n", what,
-                 status.ToString().c_str());
-    std::abort();
-  }
-}
 
 void CheckSqlite(int rc, sqlite3* db, const char* what) {
   if (rc != SQLITE_OK && rc != SQLITE_DONE && rc != SQLITE_ROW) {
@@ -97,20 +90,6 @@ std::string BenchFile(const std::string& name) {
   };
   static Dir dir;
   return absl::StrFormat("%s/%s", dir.path, name);
-}
-
-// The fixture for `key`, built on first use (outside any timed loop) and
-// kept for the run.
-template <typename T>
-T& Shared(int64_t key) {
-  static std::mutex mu;
-  static auto* fixtures = new std::map<int64_t, std::unique_ptr<T>>();
-  std::lock_guard<std::mutex> lock(mu);
-  std::unique_ptr<T>& slot = (*fixtures)[key];
-  if (slot == nullptr) {
-    slot = std::make_unique<T>(key);
-  }
-  return *slot;
 }
 
 SqliteStoreOptions StoreOptions(const std::string& path, const Clock* clock,
@@ -227,7 +206,7 @@ struct Filled {
     const std::string path = BenchFile(absl::StrFormat("find-%d.db", key));
     const SqliteStoreOptions options = StoreOptions(path, &clock, encrypted);
     OpenStore(options).reset();  // the schema (and key parameters)
-    Fill(path, n, Shared<Issued>((key / 2) % 2),
+    Fill(path, n, BuiltOnce<Issued>((key / 2) % 2),
          encrypted ? FileCipher(path).get() : nullptr);
     store = OpenStore(options);
     raw = RawOpen(path);
@@ -279,7 +258,7 @@ struct Filled {
 
 Filled& FindFixture(const benchmark::State& state, int type,
                     bool encrypted = false) {
-  return Shared<Filled>(state.range(0) * 4 + type * 2 + (encrypted ? 1 : 0));
+  return BuiltOnce<Filled>(state.range(0) * 4 + type * 2 + (encrypted ? 1 : 0));
 }
 
 // The floor's lookup: a bare prepared SELECT of the bytes a lookup needs.
@@ -379,7 +358,7 @@ BENCHMARK_CAPTURE(BM_Sqlite_FindEncrypted, ec, kEc)
 // statements.
 struct PutFixture {
   explicit PutFixture(int64_t) : clock(testing::TestNow()) {
-    entry = Shared<Issued>(kEc).entries[0];
+    entry = BuiltOnce<Issued>(kEc).entries[0];
     store = OpenStore(StoreOptions(BenchFile("put.db"), &clock, false));
     const SqliteStoreOptions floor_options =
         StoreOptions(BenchFile("insert.db"), &clock, false);
@@ -403,7 +382,7 @@ struct PutFixture {
 };
 
 void BM_Floor_Sqlite_Insert(benchmark::State& state) {
-  PutFixture& f = Shared<PutFixture>(0);
+  PutFixture& f = BuiltOnce<PutFixture>(0);
   for (auto _ : state) {
     BindRaw(f.row, f.insert.get());
     if (!Step(f.begin.get()) || !Step(f.insert.get()) ||
@@ -415,7 +394,7 @@ void BM_Floor_Sqlite_Insert(benchmark::State& state) {
 }
 
 void BM_Sqlite_Put(benchmark::State& state) {
-  PutFixture& f = Shared<PutFixture>(0);
+  PutFixture& f = BuiltOnce<PutFixture>(0);
   for (auto _ : state) {
     absl::Status status = f.store->Put(f.entry);
     if (!status.ok()) {
