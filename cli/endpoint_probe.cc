@@ -26,8 +26,6 @@ using probe_internal::ParsedEndpoint;
 using probe_internal::SocketAddress;
 using probe_internal::TlsSession;
 using probe_internal::UniqueFd;
-using UniqueX509Name =
-    std::unique_ptr<X509_NAME, OpenSslDeleter<X509_NAME_free>>;
 
 constexpr size_t kMaxResponse = 64 * 1024;
 // How long a TLS 1.3 probe without a token request waits for a late

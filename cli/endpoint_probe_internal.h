@@ -17,13 +17,11 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "certstore/entry.h"
+#include "certstore/internal/ssl_types.h"
 #include "certstore/internal/unique_fd.h"
 #include "certstore/openssl_types.h"
 
 namespace certstore::cli::probe_internal {
-
-using UniqueSslCtx = std::unique_ptr<SSL_CTX, OpenSslDeleter<SSL_CTX_free>>;
-using UniqueSsl = std::unique_ptr<SSL, OpenSslDeleter<SSL_free>>;
 
 struct ParsedEndpoint {
   std::string host;  // without brackets

@@ -14,7 +14,6 @@
 namespace certstore::client_internal {
 namespace {
 
-using UniqueReq = std::unique_ptr<X509_REQ, OpenSslDeleter<X509_REQ_free>>;
 using Json = nlohmann::json;
 
 bool AddName(X509_NAME* name, const char* field, absl::string_view value) {
@@ -40,7 +39,7 @@ absl::StatusOr<std::string> DecodeBase64Field(const Json& value,
 
 absl::StatusOr<std::string> MakeCsr(const Key& key, absl::string_view client_id,
                                     absl::string_view tenant_id) {
-  UniqueReq req(X509_REQ_new());
+  UniqueX509Req req(X509_REQ_new());
   X509_NAME* name = X509_REQ_get_subject_name(req.get());
   if (req == nullptr || X509_REQ_set_version(req.get(), 0) != 1 ||
       !AddName(name, "DC", tenant_id) || !AddName(name, "CN", client_id) ||

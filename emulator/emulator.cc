@@ -23,7 +23,6 @@ using internal::Listener;
 using internal::ServiceContext;
 using internal::StopSignal;
 using internal::UniqueFd;
-using internal::UniqueSslCtx;
 
 absl::Status BadOption(absl::string_view option, absl::string_view what) {
   return absl::InvalidArgumentError(

@@ -112,10 +112,8 @@ absl::StatusOr<UniqueX509> BuildCert(const CertTemplate& t) {
   return cert;
 }
 
-using UniqueName = std::unique_ptr<X509_NAME, OpenSslDeleter<X509_NAME_free>>;
-
-UniqueName CommonName(const std::string& cn) {
-  UniqueName name(X509_NAME_new());
+UniqueX509Name CommonName(const std::string& cn) {
+  UniqueX509Name name(X509_NAME_new());
   X509_NAME_add_entry_by_txt(name.get(), "CN", MBSTRING_UTF8,
                              reinterpret_cast<const unsigned char*>(cn.data()),
                              static_cast<int>(cn.size()), -1, 0);
@@ -218,9 +216,10 @@ absl::Status EmulatorCa::Init() {
       absl::string_view(reinterpret_cast<char*>(tag), sizeof(tag)));
   const absl::Time from = absl::FromUnixSeconds(946684800);    // 2000-01-01
   const absl::Time until = absl::FromUnixSeconds(4102444800);  // 2100-01-01
-  UniqueName root_name = CommonName("certstore-emulator root " + suffix);
-  UniqueName int_name = CommonName("certstore-emulator intermediate " + suffix);
-  UniqueName server_name = CommonName("127.0.0.1");
+  UniqueX509Name root_name = CommonName("certstore-emulator root " + suffix);
+  UniqueX509Name int_name =
+      CommonName("certstore-emulator intermediate " + suffix);
+  UniqueX509Name server_name = CommonName("127.0.0.1");
   CERTSTORE_ASSIGN_OR_RETURN(
       root_, BuildCert({root_name.get(), root_key_->evp_pkey(), nullptr,
                         root_key_->evp_pkey(), from, until, Profile::kCa}));

@@ -17,8 +17,6 @@
 
 namespace certstore::emulator::internal {
 
-using UniqueX509Req = std::unique_ptr<X509_REQ, OpenSslDeleter<X509_REQ_free>>;
-
 // The DER encoding of `cert`.
 std::string CertificateDer(X509* cert);
 

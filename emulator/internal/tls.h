@@ -12,6 +12,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "certstore/internal/ssl_types.h"
 #include "certstore/openssl_types.h"
 #include "emulator/emulator.h"
 #include "emulator/internal/ca.h"
@@ -20,9 +21,6 @@
 #include "emulator/internal/state.h"
 
 namespace certstore::emulator::internal {
-
-using UniqueSslCtx = std::unique_ptr<SSL_CTX, OpenSslDeleter<SSL_CTX_free>>;
-using UniqueSsl = std::unique_ptr<SSL, OpenSslDeleter<SSL_free>>;
 
 // Builds the server context: server certificate + intermediate, trust in
 // the root only, the root and intermediate subjects in the

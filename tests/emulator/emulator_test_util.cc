@@ -24,11 +24,6 @@
 namespace certstore::emulator::testing {
 namespace {
 
-using UniqueReq = std::unique_ptr<X509_REQ, OpenSslDeleter<X509_REQ_free>>;
-using UniqueStore =
-    std::unique_ptr<X509_STORE, OpenSslDeleter<X509_STORE_free>>;
-using UniqueStoreCtx =
-    std::unique_ptr<X509_STORE_CTX, OpenSslDeleter<X509_STORE_CTX_free>>;
 struct StackFree {
   void operator()(STACK_OF(X509) * stack) const {
     sk_X509_pop_free(stack, X509_free);
@@ -124,7 +119,7 @@ CsrOptions SubjectOf(const Emulator& emulator) {
 }
 
 std::string MakeCsrDer(const Key& key, const CsrOptions& options) {
-  UniqueReq req(X509_REQ_new());
+  UniqueX509Req req(X509_REQ_new());
   X509_NAME* name = X509_REQ_get_subject_name(req.get());
   if (options.dc_first) {
     AddEntry(name, "DC", options.dc);
@@ -277,7 +272,7 @@ std::string VerifyClientChain(const std::vector<std::string>& chain_der,
   if (!root.ok() || !leaf.ok()) {
     return "does not decode";
   }
-  UniqueStore store(X509_STORE_new());
+  UniqueX509Store store(X509_STORE_new());
   X509_STORE_add_cert(store.get(), root->get());
   UniqueStack untrusted(sk_X509_new_null());
   for (size_t i = 1; i < chain_der.size(); ++i) {
@@ -287,7 +282,7 @@ std::string VerifyClientChain(const std::vector<std::string>& chain_der,
     }
     sk_X509_push(untrusted.get(), cert->release());
   }
-  UniqueStoreCtx ctx(X509_STORE_CTX_new());
+  UniqueX509StoreCtx ctx(X509_STORE_CTX_new());
   X509_STORE_CTX_init(ctx.get(), store.get(), leaf->get(), untrusted.get());
   X509_STORE_CTX_set_purpose(ctx.get(), X509_PURPOSE_SSL_CLIENT);
   if (X509_verify_cert(ctx.get()) == 1) {

@@ -26,6 +26,13 @@ using UniqueEvpMdCtx =
 using UniqueEvpPkeyCtx =
     std::unique_ptr<EVP_PKEY_CTX, OpenSslDeleter<EVP_PKEY_CTX_free>>;
 using UniqueBio = std::unique_ptr<BIO, OpenSslDeleter<BIO_free_all>>;
+using UniqueX509Req = std::unique_ptr<X509_REQ, OpenSslDeleter<X509_REQ_free>>;
+using UniqueX509Name =
+    std::unique_ptr<X509_NAME, OpenSslDeleter<X509_NAME_free>>;
+using UniqueX509Store =
+    std::unique_ptr<X509_STORE, OpenSslDeleter<X509_STORE_free>>;
+using UniqueX509StoreCtx =
+    std::unique_ptr<X509_STORE_CTX, OpenSslDeleter<X509_STORE_CTX_free>>;
 
 }  // namespace certstore
 
