@@ -104,8 +104,10 @@ absl::StatusOr<Pkcs11StoreOptions> ParsePkcs11Uri(absl::string_view uri);
 // process), finds the token by label, opens a session and logs in.
 // InvalidArgument naming the module path when it does not exist or is not
 // a PKCS#11 module, or for missing options; PermissionDenied naming the
-// token (never the PIN) for a wrong PIN or an unsafe PIN file; Unavailable
-// when the token is absent.
+// token (never the PIN) for a wrong PIN or an unsafe PIN file, or naming
+// the lock directory when others could write it (InvalidArgument when it
+// is not absolute; FailedPrecondition when it defaults and neither
+// XDG_STATE_HOME nor HOME is set); Unavailable when the token is absent.
 absl::StatusOr<std::unique_ptr<CertStore>> OpenPkcs11Store(
     const Pkcs11StoreOptions& options);
 

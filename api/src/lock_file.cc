@@ -12,6 +12,7 @@
 #include "certstore/status_macros.h"
 
 namespace certstore::internal {
+
 absl::StatusOr<UniqueFd> OpenLockFile(int dir_fd, const std::string& name,
                                       absl::string_view context) {
   UniqueFd fd(openat(dir_fd, name.c_str(),

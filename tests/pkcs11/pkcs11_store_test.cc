@@ -254,10 +254,10 @@ TEST_F(Pkcs11StoreTest, DefaultLockDirIsUnderTheStateDirectory) {
   options.lock_dir.clear();
   unsetenv("XDG_STATE_HOME");
   unsetenv("HOME");
-  EXPECT_THAT(OpenPkcs11Store(options),
-              StatusIs(absl::StatusCode::kFailedPrecondition,
-                       AllOf(HasSubstr("XDG_STATE_HOME"),
-                             HasSubstr("x-lock-dir"))));
+  EXPECT_THAT(
+      OpenPkcs11Store(options),
+      StatusIs(absl::StatusCode::kFailedPrecondition,
+               AllOf(HasSubstr("XDG_STATE_HOME"), HasSubstr("x-lock-dir"))));
   if (home != nullptr) {
     setenv("HOME", saved_home.c_str(), 1);
   }
