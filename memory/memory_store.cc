@@ -70,8 +70,8 @@ int64_t SaturatedNanos(absl::Time t) {
 // published (an edit makes a new node). The table owns its nodes: a Find
 // result copies the entry's own shared_ptr, so a caller holding a result
 // keeps that entry alive and nothing else. A node takes one BlockPool block
-// (dense, on a cache-line boundary); with an alias of up to 30 bytes a hit
-// reads one line of it.
+// (dense, on a cache-line boundary); the newest entry and the first 30
+// bytes of the alias share its first cache line.
 class AliasNode {
  public:
   static constexpr size_t kInlineAliasBytes = 78;
