@@ -1,4 +1,4 @@
-#include "backends/open_store.h"
+#include "certstore/open_store.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -17,14 +17,18 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "api/internal/directories.h"
+#include "api/internal/posix_status.h"
 #include "certstore/errors.h"
-#include "certstore/internal/directories.h"
-#include "certstore/internal/posix_status.h"
+#include "certstore/memory_store.h"
+#include "certstore/pem_dir_store.h"
 #include "certstore/status_macros.h"
-#include "filesystem/pem_dir_store.h"
-#include "memory/memory_store.h"
-#include "pkcs11/pkcs11_store.h"
-#include "sqlite/sqlite_store.h"
+#if CERTSTORE_HAS_PKCS11
+#include "certstore/pkcs11_store.h"
+#endif
+#if CERTSTORE_HAS_SQLITE
+#include "certstore/sqlite_store.h"
+#endif
 
 namespace certstore {
 namespace {
@@ -118,6 +122,7 @@ absl::StatusOr<std::unique_ptr<CertStore>> OpenMemory(
   return NewMemoryStore(memory);
 }
 
+#if CERTSTORE_HAS_SQLITE
 absl::StatusOr<std::unique_ptr<CertStore>> OpenSqlite(
     absl::string_view layer, const OpenStoreOptions& options) {
   CERTSTORE_ASSIGN_OR_RETURN(auto parsed, PathAndQuery(layer, "sqlite:"));
@@ -148,6 +153,7 @@ absl::StatusOr<std::unique_ptr<CertStore>> OpenSqlite(
   }
   return OpenSqliteStore(sqlite);
 }
+#endif  // CERTSTORE_HAS_SQLITE
 
 absl::StatusOr<std::unique_ptr<CertStore>> OpenFile(
     absl::string_view layer, const OpenStoreOptions& options) {
@@ -159,22 +165,36 @@ absl::StatusOr<std::unique_ptr<CertStore>> OpenFile(
   return OpenPemDirStore(file);
 }
 
+#if CERTSTORE_HAS_PKCS11
 absl::StatusOr<std::unique_ptr<CertStore>> OpenPkcs11(
     absl::string_view layer, const OpenStoreOptions& options) {
   CERTSTORE_ASSIGN_OR_RETURN(Pkcs11StoreOptions pkcs11, ParsePkcs11Uri(layer));
   pkcs11.clock = options.clock;
   return OpenPkcs11Store(pkcs11);
 }
+#endif  // CERTSTORE_HAS_PKCS11
 
-// The registry: scheme -> opener, built once.
+// The registry: scheme -> opener for the backends this build has, built
+// once.
 const std::vector<std::pair<std::string, Opener>>& Schemes() {
   static const auto* const schemes =
-      new std::vector<std::pair<std::string, Opener>>{{"memory:", OpenMemory},
-                                                      {"sqlite:", OpenSqlite},
-                                                      {"file:", OpenFile},
-                                                      {"pkcs11:", OpenPkcs11}};
+      new std::vector<std::pair<std::string, Opener>> {
+    {"memory:", OpenMemory},
+#if CERTSTORE_HAS_SQLITE
+        {"sqlite:", OpenSqlite},
+#endif
+        {"file:", OpenFile},
+#if CERTSTORE_HAS_PKCS11
+        {"pkcs11:", OpenPkcs11},
+#endif
+  };
   return *schemes;
 }
+
+// Schemes certstore has a backend for, whether or not this build has it,
+// and the CMake option that builds it.
+constexpr std::pair<absl::string_view, absl::string_view> kOptionalSchemes[] = {
+    {"sqlite:", "CERTSTORE_WITH_SQLITE"}, {"pkcs11:", "CERTSTORE_WITH_PKCS11"}};
 
 const Opener* OpenerFor(absl::string_view layer) {
   for (const auto& [scheme, opener] : Schemes()) {
@@ -185,15 +205,31 @@ const Opener* OpenerFor(absl::string_view layer) {
   return nullptr;
 }
 
-std::string KnownSchemes() {
+std::string KnownSchemes() { return absl::StrJoin(StoreSchemes(), " "); }
+
+// Whether a layer of some scheme certstore knows starts here, built into
+// this binary or not: where a comma separates layers.
+bool StartsLayer(absl::string_view rest) {
+  if (OpenerFor(rest) != nullptr) {
+    return true;
+  }
+  for (const auto& [scheme, option] : kOptionalSchemes) {
+    if (absl::StartsWith(rest, scheme)) {
+      return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
+std::vector<std::string> StoreSchemes() {
   std::vector<std::string> names;
   for (const auto& [scheme, opener] : Schemes()) {
     names.push_back(scheme);
   }
-  return absl::StrJoin(names, " ");
+  return names;
 }
-
-}  // namespace
 
 std::string RedactStoreUri(absl::string_view uri) {
   std::string out(uri);
@@ -230,7 +266,7 @@ absl::StatusOr<std::vector<std::string>> SplitStoreUri(absl::string_view uri) {
     const bool boundary =
         i == uri.size() ||
         (uri[i] == ',' && (i + 1 == uri.size() || uri[i + 1] == ',' ||
-                           OpenerFor(uri.substr(i + 1)) != nullptr));
+                           StartsLayer(uri.substr(i + 1))));
     if (!boundary) {
       continue;
     }
@@ -242,6 +278,14 @@ absl::StatusOr<std::vector<std::string>> SplitStoreUri(absl::string_view uri) {
                        "comma-separated URIs, top first)"));
     }
     if (OpenerFor(layer) == nullptr) {
+      for (const auto& [scheme, option] : kOptionalSchemes) {
+        if (absl::StartsWith(layer, scheme)) {
+          return Invalid(
+              layer, absl::StrCat("scheme ", scheme,
+                                  " is not in this build of certstore (",
+                                  option, "=OFF); it has: ", KnownSchemes()));
+        }
+      }
       return Invalid(layer, absl::StrCat("unknown scheme (expected one of: ",
                                          KnownSchemes(), ")"));
     }
@@ -266,7 +310,6 @@ absl::StatusOr<std::unique_ptr<LayeredStore>> OpenStore(
     layers.push_back(std::move(store));
   }
   LayeredStoreOptions layered;
-  layered.clock = options.clock;
   layered.log = options.log;
   return LayeredStore::Open(std::move(layers), layered);
 }

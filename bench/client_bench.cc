@@ -16,11 +16,11 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
-#include "backends/open_store.h"
 #include "bench/bench_util.h"
 #include "bench/ratio_reporter.h"
 #include "certstore/chain.h"
-#include "client/token_client.h"
+#include "certstore/open_store.h"
+#include "certstore/token_client.h"
 #include "emulator/emulator.h"
 #include "tests/support/temp_dir.h"
 

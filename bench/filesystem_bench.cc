@@ -39,13 +39,14 @@
 #include "absl/time/clock.h"
 #include "bench/bench_util.h"
 #include "bench/ratio_reporter.h"
+#include "certstore/backend_author.h"
 #include "certstore/cert_store.h"
 #include "certstore/clock.h"
 #include "certstore/entry.h"
 #include "certstore/openssl_types.h"
+#include "certstore/pem_dir_store.h"
+#include "certstore/testing/test_pki.h"
 #include "filesystem/alias_names.h"
-#include "filesystem/pem_dir_store.h"
-#include "tests/support/test_pki.h"
 
 namespace certstore::bench {
 namespace {
@@ -88,9 +89,9 @@ std::shared_ptr<const Entry> Issue(const testing::TestPki& pki,
 std::shared_ptr<const Entry> Realias(const Entry& entry, std::string alias) {
   EntryParts parts{std::move(alias), entry.chain_der(), entry.key(),
                    entry.metadata(), entry.created_at()};
-  auto restored = Entry::Restore(
-      std::move(parts),
-      {entry.not_before(), entry.not_after(), entry.thumbprint()});
+  auto restored =
+      RestoreEntry(std::move(parts),
+                   {entry.not_before(), entry.not_after(), entry.thumbprint()});
   CheckOk(restored.status(), "Entry::Restore");
   return *restored;
 }

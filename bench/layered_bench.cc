@@ -20,14 +20,14 @@
 #include "absl/strings/str_format.h"
 #include "bench/bench_util.h"
 #include "bench/ratio_reporter.h"
-#include "cache/layered_store.h"
-#include "memory/memory_store.h"
+#include "certstore/layered_store.h"
+#include "certstore/memory_store.h"
+#include "certstore/sqlite_store.h"
+#include "certstore/testing/test_pki.h"
 #include "sqlite/connection_internal.h"
 #include "sqlite/database_internal.h"
 #include "sqlite/row_codec_internal.h"
-#include "sqlite/sqlite_store.h"
 #include "tests/support/temp_dir.h"
-#include "tests/support/test_pki.h"
 
 namespace certstore::bench {
 namespace {

@@ -40,13 +40,14 @@
 #include "absl/time/time.h"
 #include "bench/bench_util.h"
 #include "bench/ratio_reporter.h"
+#include "certstore/backend_author.h"
 #include "certstore/cert_store.h"
 #include "certstore/clock.h"
 #include "certstore/entry.h"
 #include "certstore/key.h"
+#include "certstore/memory_store.h"
 #include "certstore/openssl_types.h"
-#include "memory/memory_store.h"
-#include "tests/support/test_pki.h"
+#include "certstore/testing/test_pki.h"
 
 namespace certstore::bench {
 namespace {
@@ -93,7 +94,7 @@ std::shared_ptr<const Entry> WithAlias(const Entry& template_entry,
   LeafFacts facts{template_entry.not_before(), template_entry.not_after(),
                   template_entry.thumbprint()};
   absl::StatusOr<std::shared_ptr<const Entry>> entry =
-      Entry::Restore(std::move(parts), std::move(facts));
+      RestoreEntry(std::move(parts), std::move(facts));
   CheckOk(entry.status(), "Entry::Restore");
   return *std::move(entry);
 }

@@ -44,12 +44,13 @@
 #include "absl/strings/str_format.h"
 #include "bench/bench_util.h"
 #include "bench/ratio_reporter.h"
+#include "certstore/backend_author.h"
 #include "certstore/cert_store.h"
 #include "certstore/clock.h"
 #include "certstore/openssl_types.h"
-#include "pkcs11/pkcs11_store.h"
+#include "certstore/pkcs11_store.h"
+#include "certstore/testing/test_pki.h"
 #include "tests/pkcs11/softhsm_token.h"
-#include "tests/support/test_pki.h"
 
 namespace certstore::bench {
 namespace {

@@ -1,6 +1,6 @@
 // The overhead table printed after the benchmarks: each backend's workload
-// divided by the raw primitive it is built on (STYLE.md 16), checked against
-// the bar the backend promises.
+// divided by the raw primitive it is built on (bench/README.md), checked
+// against the bar the backend promises.
 #ifndef CERTSTORE_BENCH_RATIO_REPORTER_H_
 #define CERTSTORE_BENCH_RATIO_REPORTER_H_
 

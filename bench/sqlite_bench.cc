@@ -44,12 +44,12 @@
 #include "certstore/cert_store.h"
 #include "certstore/clock.h"
 #include "certstore/entry.h"
+#include "certstore/sqlite_store.h"
+#include "certstore/testing/test_pki.h"
 #include "sqlite/connection_internal.h"
 #include "sqlite/database_internal.h"
 #include "sqlite/passphrase_internal.h"
 #include "sqlite/row_codec_internal.h"
-#include "sqlite/sqlite_store.h"
-#include "tests/support/test_pki.h"
 
 namespace certstore::bench {
 namespace {

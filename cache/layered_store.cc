@@ -1,4 +1,4 @@
-#include "cache/layered_store.h"
+#include "certstore/layered_store.h"
 
 #include <algorithm>
 #include <map>
@@ -6,12 +6,10 @@
 
 #include "absl/base/attributes.h"
 #include "absl/base/optimization.h"
-#include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "absl/synchronization/mutex.h"
-#include "absl/synchronization/notification.h"
+#include "certstore/backend_author.h"
 #include "certstore/errors.h"
 #include "certstore/status_macros.h"
 
@@ -35,21 +33,13 @@ bool IsDegradable(const absl::Status& status) {
   }
 }
 
-// One in-process mint for an alias; later callers wait for its result.
-struct Flight {
-  absl::Notification done;
-  absl::StatusOr<std::shared_ptr<const Entry>> result =
-      absl::UnknownError("mint in flight");
-};
-
 class LayeredStoreImpl final : public LayeredStore {
  public:
   LayeredStoreImpl(std::vector<std::unique_ptr<CertStore>> layers,
                    const LayeredStoreOptions& options)
       : top_(layers.front().get()),
         owned_(std::move(layers)),
-        options_(options),
-        clock_(options.clock != nullptr ? options.clock : Clock::System()) {
+        options_(options) {
     std::vector<std::string> names;
     for (const auto& layer : owned_) {
       layers_.push_back(layer.get());
@@ -104,8 +94,6 @@ class LayeredStoreImpl final : public LayeredStore {
     if (absl::Status s = ValidateAlias(alias); !s.ok()) {
       return WithContext(s, OpContext(name_, "DeleteAllForAlias", ""));
     }
-    // Set first, so no concurrent GetOrCreate serves what is being evicted.
-    SetForceMint(alias, true);
     evictions_.Add();
     // An entry written through every layer is one entry: count distinct
     // thumbprints (a layer that cannot list counts by its own total).
@@ -126,7 +114,7 @@ class LayeredStoreImpl final : public LayeredStore {
         std::max(largest_layer_count, static_cast<int>(thumbprints.size()));
     Log(LogLevel::kInfo,
         absl::StrCat(OpContext(name_, "DeleteAllForAlias", alias), ": removed ",
-                     removed, "; the next GetOrCreate mints"));
+                     removed));
     return removed;
   }
 
@@ -147,15 +135,6 @@ class LayeredStoreImpl final : public LayeredStore {
     return bottom()->LockAlias(alias, timeout);
   }
 
-  absl::StatusOr<std::shared_ptr<const Entry>> GetOrCreate(
-      absl::string_view alias, const FindOptions& options,
-      const MintFunction& mint) override;
-
-  bool ForceMintPending(absl::string_view alias) const override {
-    absl::MutexLock lock(&mu_);
-    return force_mint_.contains(alias);
-  }
-
   LayeredStoreMetrics Metrics() const override;
 
   const std::vector<CertStore*>& layers() const override { return layers_; }
@@ -163,29 +142,22 @@ class LayeredStoreImpl final : public LayeredStore {
  private:
   CertStore* bottom() const { return layers_.back(); }
 
-  // Find, also telling whether some layer holds damaged data (DataLoss) for
-  // the alias, so GetOrCreate can evict it rather than leave it behind.
-  absl::StatusOr<std::shared_ptr<const Entry>> FindInLayers(
-      absl::string_view alias, const FindOptions& options, bool* damaged) {
-    return FindBelow(0, layers_[0]->Find(alias, options), alias, options,
-                     damaged);
-  }
-
   // Find's slow path, out of line so that the hit path keeps a small frame:
   // replaces the top layer's answer `found` with the layers below's.
   ABSL_ATTRIBUTE_NOINLINE void FindAfterTopMiss(
       absl::string_view alias, const FindOptions& options,
       absl::StatusOr<std::shared_ptr<const Entry>>& found) {
-    bool damaged = false;
-    found = FindBelow(0, std::move(found), alias, options, &damaged);
+    found = FindBelow(0, std::move(found), alias, options);
   }
 
   // Goes on with a Find that layer `i` answered with `found`: a hit is
   // counted and back-filled above; a miss, or a failure the store degrades
-  // past, asks the next layer down.
+  // past, asks the next layer down. Damage some layer reported is the
+  // answer when no layer serves the alias.
   absl::StatusOr<std::shared_ptr<const Entry>> FindBelow(
       size_t i, absl::StatusOr<std::shared_ptr<const Entry>> found,
-      absl::string_view alias, const FindOptions& options, bool* damaged) {
+      absl::string_view alias, const FindOptions& options) {
+    absl::Status damage;
     for (;;) {
       if (found.ok()) {
         hits_[i]->Add();
@@ -198,7 +170,9 @@ class LayeredStoreImpl final : public LayeredStore {
         if (!IsDegradable(found.status())) {
           return found.status();
         }
-        *damaged |= found.status().code() == absl::StatusCode::kDataLoss;
+        if (absl::IsDataLoss(found.status()) && damage.ok()) {
+          damage = found.status();
+        }
         Degrade(i, found.status());
       }
       if (++i == layers_.size()) {
@@ -207,6 +181,10 @@ class LayeredStoreImpl final : public LayeredStore {
       found = layers_[i]->Find(alias, options);
     }
     misses_.Add();
+    if (!damage.ok()) {
+      return WithContext(damage, absl::StrCat(OpContext(name_, "Find", alias),
+                                              ": no servable entry; damaged"));
+    }
     return absl::NotFoundError(absl::StrCat(
         OpContext(name_, "Find", alias), ": no servable entry in any layer"));
   }
@@ -252,44 +230,17 @@ class LayeredStoreImpl final : public LayeredStore {
     }
   }
 
-  void SetForceMint(absl::string_view alias, bool on) {
-    absl::MutexLock lock(&mu_);
-    if (on) {
-      force_mint_.insert(std::string(alias));
-    } else {
-      force_mint_.erase(alias);
-    }
-  }
-
-  bool PastRenewalPoint(const Entry& entry) const;
-  bool TryStartRenewal(absl::string_view alias);
-  void FinishRenewal(absl::string_view alias);
-  absl::StatusOr<std::shared_ptr<const Entry>> MintOnce(
-      absl::string_view alias, const FindOptions& options,
-      const MintFunction& mint, bool renewal);
-  absl::StatusOr<std::shared_ptr<const Entry>> MintUnderLock(
-      absl::string_view alias, const FindOptions& options,
-      const MintFunction& mint, bool renewal);
-
   CertStore* const top_;  // layers_[0], next to the vtable pointer
   std::vector<std::unique_ptr<CertStore>> owned_;
   std::vector<CertStore*> layers_;
   std::string name_;
   const LayeredStoreOptions options_;
-  const Clock* const clock_;
-
-  mutable absl::Mutex mu_;
-  absl::flat_hash_set<std::string> force_mint_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_set<std::string> renewing_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_map<std::string, std::shared_ptr<Flight>> flights_
-      ABSL_GUARDED_BY(mu_);
 
   // Hits per layer; the top layer's Find hits count in top_hits_, inside
   // this object (one load less on the hottest path), and add to hits_[0].
   std::vector<std::unique_ptr<StripedCounter>> hits_;
   StripedCounter top_hits_;
-  StripedCounter misses_, backfills_, puts_, evictions_, mints_, mint_failures_,
-      renewals_, degradations_;
+  StripedCounter misses_, backfills_, puts_, evictions_, degradations_;
 };
 
 absl::StatusOr<std::vector<EntryInfo>> LayeredStoreImpl::List(
@@ -322,128 +273,6 @@ absl::StatusOr<std::vector<EntryInfo>> LayeredStoreImpl::List(
   return out;
 }
 
-bool LayeredStoreImpl::PastRenewalPoint(const Entry& entry) const {
-  return clock_->Now() >= RenewalTime(entry.not_before(), entry.not_after(),
-                                      entry.thumbprint(), options_);
-}
-
-bool LayeredStoreImpl::TryStartRenewal(absl::string_view alias) {
-  absl::MutexLock lock(&mu_);
-  return renewing_.insert(std::string(alias)).second;
-}
-
-void LayeredStoreImpl::FinishRenewal(absl::string_view alias) {
-  absl::MutexLock lock(&mu_);
-  renewing_.erase(alias);
-}
-
-absl::StatusOr<std::shared_ptr<const Entry>> LayeredStoreImpl::GetOrCreate(
-    absl::string_view alias, const FindOptions& options,
-    const MintFunction& mint) {
-  if (absl::Status s = ValidateAlias(alias); !s.ok()) {
-    return WithContext(s, OpContext(name_, "GetOrCreate", ""));
-  }
-  if (!ForceMintPending(alias)) {
-    bool damaged = false;
-    absl::StatusOr<std::shared_ptr<const Entry>> found =
-        FindInLayers(alias, options, &damaged);
-    if (found.ok()) {
-      if (!PastRenewalPoint(**found) || !TryStartRenewal(alias)) {
-        return found;  // fresh, or someone else is renewing it
-      }
-      absl::StatusOr<std::shared_ptr<const Entry>> renewed =
-          MintOnce(alias, options, mint, /*renewal=*/true);
-      FinishRenewal(alias);
-      if (!renewed.ok()) {
-        Log(LogLevel::kWarning,
-            absl::StrCat("renewal failed, serving the current entry: ",
-                         renewed.status().ToString()));
-        return found;
-      }
-      return renewed;
-    }
-    if (found.status().code() != absl::StatusCode::kNotFound) {
-      return found.status();
-    }
-    if (damaged) {
-      // Never leave a damaged credential behind a fresh one: evict it.
-      Log(LogLevel::kWarning,
-          absl::StrCat(OpContext(name_, "GetOrCreate", alias),
-                       ": stored entry is damaged; evicting it and minting"));
-      CERTSTORE_RETURN_IF_ERROR(DeleteAllForAlias(alias).status());
-    }
-  }
-  return MintOnce(alias, options, mint, /*renewal=*/false);
-}
-
-absl::StatusOr<std::shared_ptr<const Entry>> LayeredStoreImpl::MintOnce(
-    absl::string_view alias, const FindOptions& options,
-    const MintFunction& mint, bool renewal) {
-  std::shared_ptr<Flight> flight;
-  bool leader = false;
-  {
-    absl::MutexLock lock(&mu_);
-    std::shared_ptr<Flight>& slot = flights_[alias];
-    if (slot == nullptr) {
-      slot = std::make_shared<Flight>();
-      leader = true;
-    }
-    flight = slot;
-  }
-  if (!leader) {
-    flight->done.WaitForNotification();
-    return flight->result;
-  }
-  flight->result = MintUnderLock(alias, options, mint, renewal);
-  {
-    absl::MutexLock lock(&mu_);
-    flights_.erase(alias);
-  }
-  flight->done.Notify();
-  return flight->result;
-}
-
-absl::StatusOr<std::shared_ptr<const Entry>> LayeredStoreImpl::MintUnderLock(
-    absl::string_view alias, const FindOptions& options,
-    const MintFunction& mint, bool renewal) {
-  const std::string context = OpContext(name_, "GetOrCreate", alias);
-  absl::StatusOr<std::unique_ptr<AliasLock>> lock =
-      bottom()->LockAlias(alias, options_.lock_timeout);
-  if (!lock.ok()) {
-    degradations_.Add();
-    Log(LogLevel::kWarning,
-        absl::StrCat(context, ": minting without the mint lock: ",
-                     lock.status().ToString()));
-  }
-  // Another process may have minted while we waited for the lock.
-  if (!ForceMintPending(alias)) {
-    absl::StatusOr<std::shared_ptr<const Entry>> found = Find(alias, options);
-    if (found.ok() && (!renewal || !PastRenewalPoint(**found))) {
-      return found;
-    }
-  }
-  absl::StatusOr<std::shared_ptr<const Entry>> minted = mint(alias);
-  if (minted.ok() && (*minted == nullptr || (*minted)->alias() != alias)) {
-    minted = absl::InternalError("mint returned an entry of another alias");
-  }
-  absl::Status stored = minted.ok() ? Put(*minted) : minted.status();
-  if (!stored.ok()) {
-    mint_failures_.Add();
-    Log(LogLevel::kWarning,
-        absl::StrCat(context, ": mint failed: ", stored.ToString()));
-    return WithContext(stored, absl::StrCat(context, ": mint"));
-  }
-  SetForceMint(alias, false);
-  mints_.Add();
-  if (renewal) {
-    renewals_.Add();
-  }
-  Log(LogLevel::kInfo,
-      absl::StrCat(context, ": minted ", (*minted)->thumbprint(),
-                   renewal ? " (renewal)" : ""));
-  return minted;
-}
-
 LayeredStoreMetrics LayeredStoreImpl::Metrics() const {
   LayeredStoreMetrics m;
   for (const auto& hits : hits_) {
@@ -454,9 +283,6 @@ LayeredStoreMetrics LayeredStoreImpl::Metrics() const {
   m.backfills = backfills_.Value();
   m.puts = puts_.Value();
   m.evictions = evictions_.Value();
-  m.mints = mints_.Value();
-  m.mint_failures = mint_failures_.Value();
-  m.renewals = renewals_.Value();
   m.degradations = degradations_.Value();
   return m;
 }
@@ -475,30 +301,8 @@ absl::StatusOr<std::unique_ptr<LayeredStore>> LayeredStore::Open(
           absl::StrCat("LayeredStore: layer ", i, " is null"));
     }
   }
-  if (!(options.renewal_fraction > 0 && options.renewal_fraction < 1) ||
-      options.renewal_jitter < 0 ||
-      options.renewal_jitter >= options.renewal_fraction ||
-      options.renewal_fraction + options.renewal_jitter >= 1) {
-    return absl::InvalidArgumentError(
-        "LayeredStore: renewal_fraction must be in (0,1) and "
-        "renewal_jitter in [0, min(fraction, 1 - fraction))");
-  }
   return std::unique_ptr<LayeredStore>(
       new LayeredStoreImpl(std::move(layers), options));
-}
-
-absl::Time RenewalTime(absl::Time not_before, absl::Time not_after,
-                       absl::string_view thumbprint,
-                       const LayeredStoreOptions& options) {
-  // FNV-1a, not absl::Hash: absl::Hash is seeded per process.
-  uint64_t h = 14695981039346656037ull;
-  for (unsigned char c : thumbprint) {
-    h = (h ^ c) * 1099511628211ull;
-  }
-  const double unit = static_cast<double>(h % 2001) / 1000.0 - 1.0;  // [-1, 1]
-  const double fraction =
-      options.renewal_fraction + options.renewal_jitter * unit;
-  return not_before + (not_after - not_before) * fraction;
 }
 
 }  // namespace certstore

@@ -13,15 +13,16 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
-#include "backends/open_store.h"
+#include "api/internal/posix_status.h"
 #include "certstore/chain.h"
 #include "certstore/clock.h"
 #include "certstore/errors.h"
-#include "certstore/internal/posix_status.h"
+#include "certstore/mint_coordinator.h"
+#include "certstore/open_store.h"
 #include "certstore/status_macros.h"
+#include "certstore/token_client.h"
 #include "cli/certificate_details.h"
 #include "cli/exit_codes.h"
-#include "client/token_client.h"
 
 namespace certstore::cli {
 namespace {

@@ -9,7 +9,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "cache/layered_store.h"
+#include "certstore/layered_store.h"
 #include "cli/credential_files.h"
 #include "cli/output.h"
 

@@ -10,10 +10,10 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "api/internal/posix_status.h"
+#include "api/internal/unique_fd.h"
 #include "certstore/chain.h"
 #include "certstore/errors.h"
-#include "certstore/internal/posix_status.h"
-#include "certstore/internal/unique_fd.h"
 #include "certstore/openssl_types.h"
 #include "certstore/status_macros.h"
 

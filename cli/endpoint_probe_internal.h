@@ -16,9 +16,9 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "api/internal/ssl_types.h"
+#include "api/internal/unique_fd.h"
 #include "certstore/entry.h"
-#include "certstore/internal/ssl_types.h"
-#include "certstore/internal/unique_fd.h"
 #include "certstore/openssl_types.h"
 
 namespace certstore::cli::probe_internal {

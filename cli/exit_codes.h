@@ -1,4 +1,4 @@
-// The certstore command's exit codes (DESIGN.md, "CLI"), and the one mapping
+// The certstore command's exit codes (docs/cli.md), and the one mapping
 // from absl::Status to them.
 #ifndef CERTSTORE_CLI_EXIT_CODES_H_
 #define CERTSTORE_CLI_EXIT_CODES_H_

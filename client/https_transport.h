@@ -9,8 +9,8 @@
 
 #include "absl/time/time.h"
 #include "certstore/entry.h"
+#include "certstore/token_client.h"
 #include "client/failure_classifier.h"
-#include "client/token_client.h"
 
 namespace certstore::client_internal {
 

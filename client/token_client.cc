@@ -1,4 +1,4 @@
-#include "client/token_client.h"
+#include "certstore/token_client.h"
 
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "certstore/errors.h"
+#include "certstore/mint_coordinator.h"
 #include "certstore/openssl_types.h"
 #include "certstore/status_macros.h"
 #include "client/csr.h"
@@ -81,8 +82,10 @@ absl::Duration Jittered(absl::Duration d) {
 
 class TokenClientImpl final : public TokenClient {
  public:
-  TokenClientImpl(LayeredStore* store, TokenClientOptions options)
+  TokenClientImpl(CertStore* store, std::unique_ptr<MintCoordinator> minter,
+                  TokenClientOptions options)
       : store_(store),
+        minter_(std::move(minter)),
         options_(std::move(options)),
         clock_(options_.clock != nullptr ? options_.clock : Clock::System()) {
     find_options_.min_remaining = options_.min_remaining;
@@ -92,7 +95,9 @@ class TokenClientImpl final : public TokenClient {
 
   TokenClientMetrics Metrics() const override {
     absl::MutexLock lock(&mu_);
-    return metrics_;
+    TokenClientMetrics metrics = metrics_;
+    metrics.mints = minter_->Metrics().mints;
+    return metrics;
   }
 
  private:
@@ -127,7 +132,8 @@ class TokenClientImpl final : public TokenClient {
                           const Call& call) const;
   absl::optional<AccessToken> CachedToken(const std::string& key) const;
 
-  LayeredStore* const store_;
+  CertStore* const store_;
+  const std::unique_ptr<MintCoordinator> minter_;
   const TokenClientOptions options_;
   const Clock* const clock_;
   FindOptions find_options_;
@@ -251,8 +257,11 @@ absl::StatusOr<std::shared_ptr<const Entry>> TokenClientImpl::Heal(
       absl::StrCat("binding ", QuoteAlias(alias), " (thumbprint ",
                    call.evicted_thumbprint, ") unusable: ", why,
                    "; evicting from every layer and minting a new one"));
-  CERTSTORE_RETURN_IF_ERROR(store_->DeleteAllForAlias(alias).status());
-  absl::StatusOr<std::shared_ptr<const Entry>> entry = store_->GetOrCreate(
+  // Evict is sticky: until a mint succeeds, GetOrCreate mints without
+  // looking at the store, so a layer that could not be cleared never serves
+  // this binding again. Exactly one retry follows (GetToken's loop).
+  CERTSTORE_RETURN_IF_ERROR(minter_->Evict(alias).status());
+  absl::StatusOr<std::shared_ptr<const Entry>> entry = minter_->GetOrCreate(
       alias, find_options_,
       [&](absl::string_view a) { return Mint(a, platform, call); });
   if (entry.ok()) {
@@ -266,7 +275,7 @@ absl::StatusOr<std::shared_ptr<const Entry>> TokenClientImpl::Binding(
     const std::string& alias, const Platform& platform, Call& call) {
   CERTSTORE_ASSIGN_OR_RETURN(
       std::shared_ptr<const Entry> entry,
-      store_->GetOrCreate(alias, find_options_, [&](absl::string_view a) {
+      minter_->GetOrCreate(alias, find_options_, [&](absl::string_view a) {
         return Mint(a, platform, call);
       }));
   {
@@ -407,7 +416,7 @@ absl::StatusOr<AccessToken> TokenClientImpl::GetToken(absl::string_view scope) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<TokenClient>> TokenClient::Create(
-    LayeredStore* store, const TokenClientOptions& options) {
+    CertStore* store, const TokenClientOptions& options) {
   if (store == nullptr) {
     return absl::InvalidArgumentError("TokenClient: null store");
   }
@@ -424,7 +433,17 @@ absl::StatusOr<std::unique_ptr<TokenClient>> TokenClient::Create(
     return absl::InvalidArgumentError(
         "TokenClient: max_attempts must be >= 1 and every deadline positive");
   }
-  return std::unique_ptr<TokenClient>(new TokenClientImpl(store, options));
+  MintCoordinatorOptions mint_options;
+  mint_options.clock = options.clock;
+  mint_options.log = options.log;
+  mint_options.lock_timeout = options.mint_lock_timeout;
+  absl::StatusOr<std::unique_ptr<MintCoordinator>> minter =
+      MintCoordinator::Create(store, mint_options);
+  if (!minter.ok()) {
+    return WithContext(minter.status(), "TokenClient");
+  }
+  return std::unique_ptr<TokenClient>(
+      new TokenClientImpl(store, *std::move(minter), options));
 }
 
 }  // namespace certstore

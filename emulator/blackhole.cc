@@ -9,7 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "certstore/internal/posix_status.h"
+#include "api/internal/posix_status.h"
 #include "emulator/emulator.h"
 #include "emulator/internal/net.h"
 

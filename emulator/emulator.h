@@ -3,7 +3,7 @@
 // Tests, benchmarks and the demo run it in process (Emulator::Start) or as a
 // separate process (the certstore-emulator executable, same behaviour).
 //
-// Protocol (DESIGN.md, "Token client and the emulator's protocol"):
+// Protocol (docs/design.md, "The token protocol"):
 //
 //   issuing_url() = http://127.0.0.1:P, every request needs `Metadata: true`
 //     GET  /metadata/identity/getplatformmetadata?cred-api-version=2.0

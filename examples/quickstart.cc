@@ -14,8 +14,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "certstore/cert_store.h"
+#include "certstore/memory_store.h"
 #include "certstore/openssl_types.h"
-#include "memory/memory_store.h"
 
 namespace {
 

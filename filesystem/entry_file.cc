@@ -10,9 +10,10 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "api/internal/leaf_der.h"
+#include "certstore/backend_author.h"
 #include "certstore/chain.h"
 #include "certstore/errors.h"
-#include "certstore/internal/leaf_der.h"
 #include "certstore/key.h"
 #include "certstore/openssl_types.h"
 #include "certstore/status_macros.h"
@@ -241,7 +242,7 @@ absl::StatusOr<std::shared_ptr<const Entry>> DecodeEntryFile(
   if (leaf.public_key_der == parts.key->public_key_der()) {
     // The key is the leaf's: the certificates are decoded on first use.
     CERTSTORE_ASSIGN_OR_RETURN(
-        entry, Entry::Restore(std::move(parts), std::move(leaf.facts)));
+        entry, RestoreEntry(std::move(parts), std::move(leaf.facts)));
   } else {
     // Another key, or the same one encoded differently: decode to compare.
     CERTSTORE_ASSIGN_OR_RETURN(entry,

@@ -14,6 +14,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "certstore/backend_author.h"
 #include "certstore/entry.h"
 
 namespace certstore::filesystem_internal {

@@ -7,9 +7,9 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "api/internal/lock_file.h"
+#include "api/internal/posix_status.h"
 #include "certstore/errors.h"
-#include "certstore/internal/lock_file.h"
-#include "certstore/internal/posix_status.h"
 #include "certstore/status_macros.h"
 #include "filesystem/alias_names.h"
 

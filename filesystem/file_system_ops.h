@@ -6,6 +6,12 @@
 
 #include <sys/types.h>
 
+#include <memory>
+
+#include "absl/status/statusor.h"
+#include "certstore/cert_store.h"
+#include "certstore/pem_dir_store.h"
+
 namespace certstore::filesystem_internal {
 
 // Each member has the signature and errno contract of the POSIX call it is
@@ -19,6 +25,11 @@ struct FileSystemOps {
 
 // The real calls.
 const FileSystemOps& RealFileSystemOps();
+
+// OpenPemDirStore whose write path calls `ops` (not owned; must outlive the
+// store) instead of the real calls: for fault-injection tests.
+absl::StatusOr<std::unique_ptr<CertStore>> OpenPemDirStoreWithOps(
+    const PemDirStoreOptions& options, const FileSystemOps& ops);
 
 }  // namespace certstore::filesystem_internal
 

@@ -1,4 +1,4 @@
-#include "filesystem/pem_dir_store.h"
+#include "certstore/pem_dir_store.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -17,11 +17,11 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "api/internal/directories.h"
+#include "api/internal/lock_file.h"
+#include "api/internal/posix_status.h"
+#include "certstore/backend_author.h"
 #include "certstore/errors.h"
-#include "certstore/internal/directories.h"
-#include "certstore/internal/in_process_alias_locks.h"
-#include "certstore/internal/lock_file.h"
-#include "certstore/internal/posix_status.h"
 #include "certstore/status_macros.h"
 #include "filesystem/alias_names.h"
 #include "filesystem/entry_file.h"
@@ -49,16 +49,13 @@ absl::Status Miss(absl::string_view context) {
 class PemDirStore final : public CertStore {
  public:
   PemDirStore(std::string path, UniqueFd dir_fd,
-              const PemDirStoreOptions& options)
+              const PemDirStoreOptions& options,
+              const filesystem_internal::FileSystemOps& ops)
       : path_(std::move(path)),
         name_(absl::StrCat("file:", path_)),
         dir_fd_(std::move(dir_fd)),
         clock_(options.clock != nullptr ? options.clock : Clock::System()),
-        writer_(dir_fd_.get(), path_,
-                options.ops != nullptr
-                    ? *options.ops
-                    : filesystem_internal::RealFileSystemOps(),
-                options.write_lock_timeout),
+        writer_(dir_fd_.get(), path_, ops, options.write_lock_timeout),
         reader_(path_) {}
 
   std::string Name() const override { return name_; }
@@ -234,7 +231,7 @@ class PemDirStore final : public CertStore {
   const Clock* const clock_;
   filesystem_internal::EntryWriter writer_;
   filesystem_internal::EntryReader reader_;
-  internal::InProcessAliasLocks alias_locks_;
+  InProcessAliasLocks alias_locks_;
 };
 
 // `directory` made absolute, without trailing slashes (a trailing slash
@@ -278,8 +275,10 @@ absl::StatusOr<UniqueFd> OpenStoreDirectory(const std::string& path) {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<CertStore>> OpenPemDirStore(
-    const PemDirStoreOptions& options) {
+namespace filesystem_internal {
+
+absl::StatusOr<std::unique_ptr<CertStore>> OpenPemDirStoreWithOps(
+    const PemDirStoreOptions& options, const FileSystemOps& ops) {
   CERTSTORE_ASSIGN_OR_RETURN(std::string path,
                              AbsoluteDirectory(options.directory));
   CERTSTORE_ASSIGN_OR_RETURN(
@@ -287,7 +286,15 @@ absl::StatusOr<std::unique_ptr<CertStore>> OpenPemDirStore(
       InContext(OpenStoreDirectory(path),
                 OpContext(absl::StrCat("file:", path), "Open", "")));
   return std::unique_ptr<CertStore>(
-      new PemDirStore(std::move(path), std::move(fd), options));
+      new PemDirStore(std::move(path), std::move(fd), options, ops));
+}
+
+}  // namespace filesystem_internal
+
+absl::StatusOr<std::unique_ptr<CertStore>> OpenPemDirStore(
+    const PemDirStoreOptions& options) {
+  return filesystem_internal::OpenPemDirStoreWithOps(
+      options, filesystem_internal::RealFileSystemOps());
 }
 
 absl::StatusOr<std::unique_ptr<CertStore>> OpenPemDirStore(

@@ -13,8 +13,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "certstore/internal/directories.h"
-#include "certstore/internal/posix_status.h"
+#include "api/internal/directories.h"
+#include "api/internal/posix_status.h"
 #include "certstore/status_macros.h"
 
 namespace certstore::filesystem_internal {

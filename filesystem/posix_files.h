@@ -17,8 +17,8 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "api/internal/unique_fd.h"
 #include "certstore/errors.h"
-#include "certstore/internal/unique_fd.h"
 #include "filesystem/file_system_ops.h"
 
 namespace certstore::filesystem_internal {

@@ -1,4 +1,4 @@
-#include "memory/memory_store.h"
+#include "certstore/memory_store.h"
 
 #include <algorithm>
 #include <atomic>
@@ -18,8 +18,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "certstore/backend_author.h"
 #include "certstore/errors.h"
-#include "certstore/internal/in_process_alias_locks.h"
 #include "certstore/status_macros.h"
 #include "memory/dense_memory.h"
 #include "memory/read_epochs.h"
@@ -480,7 +480,7 @@ class MemoryStore final : public CertStore {
   absl::Mutex write_mu_;
   size_t live_ ABSL_GUARDED_BY(write_mu_) = 0;  // slots holding a node
   size_t used_ ABSL_GUARDED_BY(write_mu_) = 0;  // live_ + deleted slots
-  internal::InProcessAliasLocks alias_locks_;
+  InProcessAliasLocks alias_locks_;
 };
 
 }  // namespace

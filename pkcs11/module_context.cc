@@ -16,8 +16,8 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "api/internal/posix_status.h"
 #include "certstore/errors.h"
-#include "certstore/internal/posix_status.h"
 #include "pkcs11/ckr_status.h"
 
 namespace certstore::pkcs11_internal {

@@ -17,8 +17,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "certstore/internal/directories.h"
-#include "certstore/internal/posix_status.h"
+#include "api/internal/directories.h"
+#include "api/internal/posix_status.h"
 #include "certstore/status_macros.h"
 
 namespace certstore {

@@ -8,8 +8,8 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "certstore/internal/unique_fd.h"
-#include "pkcs11/pkcs11_store.h"
+#include "api/internal/unique_fd.h"
+#include "certstore/pkcs11_store.h"
 
 namespace certstore::pkcs11_internal {
 

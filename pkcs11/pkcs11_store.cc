@@ -1,4 +1,4 @@
-#include "pkcs11/pkcs11_store.h"
+#include "certstore/pkcs11_store.h"
 
 #include <algorithm>
 #include <memory>
@@ -9,10 +9,10 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "api/internal/lock_file.h"
+#include "api/internal/unique_fd.h"
+#include "certstore/backend_author.h"
 #include "certstore/errors.h"
-#include "certstore/internal/in_process_alias_locks.h"
-#include "certstore/internal/lock_file.h"
-#include "certstore/internal/unique_fd.h"
 #include "certstore/status_macros.h"
 #include "pkcs11/module_context.h"
 #include "pkcs11/pkcs11_key.h"
@@ -96,7 +96,7 @@ class Pkcs11Store final : public CertStore {
   const bool allow_import_;
   const absl::Duration cache_ttl_;
   absl::flat_hash_map<std::string, AliasState> cache_;  // by module_.mu()
-  internal::InProcessAliasLocks alias_locks_;
+  InProcessAliasLocks alias_locks_;
 };
 
 absl::StatusOr<Pkcs11Store::AliasState*> Pkcs11Store::Load(

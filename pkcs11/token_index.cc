@@ -6,6 +6,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
+#include "certstore/backend_author.h"
 #include "certstore/chain.h"
 #include "certstore/status_macros.h"
 #include "pkcs11/pkcs11_key.h"
@@ -150,8 +151,8 @@ absl::StatusOr<std::shared_ptr<const Entry>> EntryOf(
                          r.intermediates.end());
   parts.metadata = r.metadata;
   parts.created_at = r.created_at;
-  return Entry::Restore(std::move(parts),
-                        LeafFacts{r.not_before, r.not_after, r.thumbprint});
+  return RestoreEntry(std::move(parts),
+                      LeafFacts{r.not_before, r.not_after, r.thumbprint});
 }
 
 }  // namespace

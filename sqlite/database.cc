@@ -12,8 +12,8 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
+#include "api/internal/posix_status.h"
 #include "certstore/errors.h"
-#include "certstore/internal/posix_status.h"
 #include "certstore/status_macros.h"
 #include "sqlite/database_internal.h"
 #include "sqlite/schema_internal.h"

@@ -16,7 +16,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
-#include "certstore/internal/unique_fd.h"
+#include "api/internal/unique_fd.h"
 #include "sqlite/connection_internal.h"
 
 namespace certstore::sqlite_internal {

@@ -11,8 +11,8 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "api/internal/posix_status.h"
 #include "certstore/errors.h"
-#include "certstore/internal/posix_status.h"
 #include "certstore/status_macros.h"
 #include "sqlite/passphrase_internal.h"
 

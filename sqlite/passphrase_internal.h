@@ -8,9 +8,9 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "certstore/sqlite_store.h"
 #include "sqlite/database_internal.h"
 #include "sqlite/key_cipher_internal.h"
-#include "sqlite/sqlite_store.h"
 
 namespace certstore::sqlite_internal {
 

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "certstore/backend_author.h"
 #include "certstore/chain.h"
 #include "certstore/errors.h"
 #include "certstore/key.h"
@@ -279,13 +280,8 @@ absl::StatusOr<std::shared_ptr<const Entry>> DecodeRow(
   parts.created_at = absl::FromUnixNanos(row.created_at_ns);
   LeafFacts facts{absl::FromUnixSeconds(row.not_before),
                   absl::FromUnixSeconds(row.not_after), row.thumbprint};
-  // Put decoded the chain and checked the key against the leaf before
-  // writing the row, and the digest checked above covers both: a back-fill
-  // need not walk the certificates again or derive the public key of a key
-  // it has just decoded.
-  facts.vouched_by_store = true;
   absl::StatusOr<std::shared_ptr<const Entry>> entry =
-      Entry::Restore(std::move(parts), std::move(facts));
+      RestoreEntry(std::move(parts), std::move(facts));
   return entry.ok() ? entry : Damaged(row, entry.status().message());
 }
 

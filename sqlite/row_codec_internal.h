@@ -10,6 +10,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "certstore/backend_author.h"
 #include "certstore/entry.h"
 #include "sqlite/connection_internal.h"
 #include "sqlite/key_cipher_internal.h"

@@ -1,4 +1,4 @@
-#include "sqlite/sqlite_store.h"
+#include "certstore/sqlite_store.h"
 
 #include <sqlite3.h>
 
@@ -15,8 +15,8 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "certstore/backend_author.h"
 #include "certstore/errors.h"
-#include "certstore/internal/in_process_alias_locks.h"
 #include "certstore/status_macros.h"
 #include "sqlite/database_internal.h"
 #include "sqlite/key_cipher_internal.h"
@@ -257,7 +257,7 @@ class SqliteStore final : public CertStore {
   const Clock* const clock_;
   const absl::Duration lease_ttl_;
   LiveEntries live_;
-  internal::InProcessAliasLocks alias_locks_;
+  InProcessAliasLocks alias_locks_;
 };
 
 absl::Status ValidateOptions(const SqliteStoreOptions& options) {

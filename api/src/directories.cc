@@ -1,4 +1,4 @@
-#include "certstore/internal/directories.h"
+#include "api/internal/directories.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -8,7 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "certstore/internal/posix_status.h"
+#include "api/internal/posix_status.h"
 #include "certstore/status_macros.h"
 
 namespace certstore::internal {

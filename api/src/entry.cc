@@ -7,9 +7,10 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "api/internal/leaf_der.h"
+#include "certstore/backend_author.h"
 #include "certstore/chain.h"
 #include "certstore/errors.h"
-#include "certstore/internal/leaf_der.h"
 #include "certstore/status_macros.h"
 
 namespace certstore {
@@ -60,16 +61,16 @@ absl::Status ValidateAlias(absl::string_view alias) {
   return absl::OkStatus();
 }
 
-Entry::Entry(EntryParts parts, LeafFacts facts)
+Entry::Entry(EntryParts parts, absl::Time not_before, absl::Time not_after,
+             std::string thumbprint)
     : alias_(std::move(parts.alias)),
       chain_der_(std::move(parts.chain_der)),
       key_(std::move(parts.key)),
       metadata_(std::move(parts.metadata)),
       created_at_(parts.created_at),
-      not_before_(facts.not_before),
-      not_after_(facts.not_after),
-      thumbprint_(std::move(facts.thumbprint)),
-      vouched_by_store_(facts.vouched_by_store) {}
+      not_before_(not_before),
+      not_after_(not_after),
+      thumbprint_(std::move(thumbprint)) {}
 
 absl::StatusOr<std::shared_ptr<const Entry>> Entry::Create(EntryParts parts) {
   CERTSTORE_RETURN_IF_ERROR(ValidateAlias(parts.alias));
@@ -81,17 +82,17 @@ absl::StatusOr<std::shared_ptr<const Entry>> Entry::Create(EntryParts parts) {
   if (parts.key == nullptr) {
     return absl::InvalidArgumentError(absl::StrCat(context, ": no key"));
   }
-  LeafFacts facts;
-  facts.thumbprint = Thumbprint(parts.chain_der[0]);
-  std::shared_ptr<Entry> entry(new Entry(std::move(parts), std::move(facts)));
+  std::string thumbprint = Thumbprint(parts.chain_der[0]);
+  std::shared_ptr<Entry> entry(new Entry(std::move(parts), absl::Time(),
+                                         absl::Time(), std::move(thumbprint)));
   CERTSTORE_RETURN_IF_ERROR(WithContext(entry->DecodeChain(), context));
   entry->not_before_ = NotBefore(entry->cert_ptrs_[0]);
   entry->not_after_ = NotAfter(entry->cert_ptrs_[0]);
   return std::shared_ptr<const Entry>(std::move(entry));
 }
 
-absl::StatusOr<std::shared_ptr<const Entry>> Entry::Restore(EntryParts parts,
-                                                            LeafFacts facts) {
+absl::StatusOr<std::shared_ptr<const Entry>> RestoreEntry(EntryParts parts,
+                                                          LeafFacts facts) {
   CERTSTORE_RETURN_IF_ERROR(ValidateAlias(parts.alias));
   if (parts.chain_der.empty() || parts.key == nullptr) {
     return absl::DataLossError(
@@ -105,7 +106,8 @@ absl::StatusOr<std::shared_ptr<const Entry>> Entry::Restore(EntryParts parts,
         facts.thumbprint));
   }
   return std::shared_ptr<const Entry>(
-      new Entry(std::move(parts), std::move(facts)));
+      new Entry(std::move(parts), facts.not_before, facts.not_after,
+                std::move(facts.thumbprint)));
 }
 
 absl::Status Entry::DecodeChain() const {
@@ -148,9 +150,6 @@ absl::StatusOr<std::string> Entry::LeafPublicKeyDer() const {
 }
 
 absl::Status Entry::CheckWellFormed() const {
-  if (vouched_by_store_) {
-    return absl::OkStatus();
-  }
   for (size_t i = 0; i < chain_der_.size(); ++i) {
     absl::Status shape = internal::CheckCertificateShape(chain_der_[i]);
     if (!shape.ok()) {
@@ -164,9 +163,6 @@ absl::Status Entry::CheckWellFormed() const {
 }
 
 absl::Status Entry::KeyMatchesLeaf() const {
-  if (vouched_by_store_) {
-    return absl::OkStatus();
-  }
   absl::call_once(key_match_once_, [this] {
     absl::StatusOr<std::string> leaf_spki = LeafPublicKeyDer();
     if (!leaf_spki.ok()) {

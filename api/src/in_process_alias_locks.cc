@@ -1,10 +1,9 @@
-#include "certstore/internal/in_process_alias_locks.h"
-
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "certstore/backend_author.h"
 
-namespace certstore::internal {
+namespace certstore {
 
 class InProcessAliasLocks::Held final : public AliasLock {
  public:
@@ -39,4 +38,4 @@ void InProcessAliasLocks::Release(const std::string& alias) {
   held_.erase(alias);
 }
 
-}  // namespace certstore::internal
+}  // namespace certstore

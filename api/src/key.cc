@@ -18,6 +18,7 @@
 
 #include "absl/base/call_once.h"
 #include "absl/strings/str_cat.h"
+#include "certstore/backend_author.h"
 #include "certstore/entry.h"
 #include "certstore/errors.h"
 #include "certstore/openssl_types.h"

@@ -1,4 +1,4 @@
-#include "certstore/internal/leaf_der.h"
+#include "api/internal/leaf_der.h"
 
 #include <openssl/asn1.h>
 #include <time.h>

@@ -1,4 +1,4 @@
-#include "certstore/internal/lock_file.h"
+#include "api/internal/lock_file.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -8,7 +8,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "certstore/internal/posix_status.h"
+#include "api/internal/posix_status.h"
 #include "certstore/status_macros.h"
 
 namespace certstore::internal {

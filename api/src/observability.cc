@@ -1,7 +1,10 @@
 #include "certstore/observability.h"
 
+#include <atomic>
 #include <mutex>
 #include <vector>
+
+#include "certstore/backend_author.h"
 
 namespace certstore {
 absl::string_view LogLevelName(LogLevel level) {

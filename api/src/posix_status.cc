@@ -1,4 +1,4 @@
-#include "certstore/internal/posix_status.h"
+#include "api/internal/posix_status.h"
 
 #include <errno.h>
 #include <string.h>

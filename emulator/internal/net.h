@@ -14,7 +14,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "certstore/internal/unique_fd.h"
+#include "api/internal/unique_fd.h"
 
 namespace certstore::emulator::internal {
 

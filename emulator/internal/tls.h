@@ -12,7 +12,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "certstore/internal/ssl_types.h"
+#include "api/internal/ssl_types.h"
 #include "certstore/openssl_types.h"
 #include "emulator/emulator.h"
 #include "emulator/internal/ca.h"

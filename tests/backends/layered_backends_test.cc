@@ -18,11 +18,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "backends/open_store.h"
-#include "tests/conformance/cert_store_conformance.h"
-#include "tests/support/status_matchers.h"
+#include "certstore/mint_coordinator.h"
+#include "certstore/open_store.h"
+#include "certstore/testing/cert_store_conformance.h"
+#include "certstore/testing/status_matchers.h"
+#include "certstore/testing/test_pki.h"
 #include "tests/support/temp_dir.h"
-#include "tests/support/test_pki.h"
 
 namespace certstore::testing {
 namespace {
@@ -165,6 +166,10 @@ TEST_P(LayeredBackendsTest, FourProcessesOfSixteenThreadsMintOnce) {
       if (!store.ok()) {
         _exit(2);
       }
+      auto minter = MintCoordinator::Create(store->get());
+      if (!minter.ok()) {
+        _exit(2);
+      }
       MintFunction mint = [&](absl::string_view alias)
           -> absl::StatusOr<std::shared_ptr<const Entry>> {
         int fd = open(mints_file.c_str(), O_WRONLY | O_APPEND | O_CREAT, 0600);
@@ -178,7 +183,7 @@ TEST_P(LayeredBackendsTest, FourProcessesOfSixteenThreadsMintOnce) {
       std::vector<std::thread> threads;
       for (int t = 0; t < 16; ++t) {
         threads.emplace_back([&, t] {
-          auto entry = (*store)->GetOrCreate("herd#att=0", {}, mint);
+          auto entry = (*minter)->GetOrCreate("herd#att=0", {}, mint);
           got[t] = entry.ok() ? (*entry)->thumbprint() : "error";
         });
       }

@@ -1,4 +1,4 @@
-#include "backends/open_store.h"
+#include "certstore/open_store.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -10,7 +10,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
-#include "tests/support/status_matchers.h"
+#include "certstore/testing/status_matchers.h"
 #include "tests/support/temp_dir.h"
 
 namespace certstore::testing {

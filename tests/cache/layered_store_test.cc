@@ -1,30 +1,27 @@
 // LayeredStore semantics on in-process layers with fault injection. The
 // same semantics over real persistent backends live beside those backends'
 // tests (layered_backends_test.cc).
-#include "cache/layered_store.h"
+#include "certstore/layered_store.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include <atomic>
-#include <chrono>
-#include <set>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
-#include "memory/memory_store.h"
-#include "tests/conformance/cert_store_conformance.h"
+#include "certstore/memory_store.h"
+#include "certstore/testing/cert_store_conformance.h"
+#include "certstore/testing/status_matchers.h"
+#include "certstore/testing/test_pki.h"
 #include "tests/support/faulty_cert_store.h"
-#include "tests/support/status_matchers.h"
-#include "tests/support/test_pki.h"
 
 namespace certstore::testing {
 namespace {
 
+using ::testing::AllOf;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::SizeIs;
@@ -75,9 +72,7 @@ class LayeredStoreTest : public ::testing::Test {
     layers.push_back(std::move(top));
     layers.push_back(std::move(bottom));
     LayeredStoreOptions options;
-    options.clock = &clock_;
     options.log = log_.Callback();
-    options.lock_timeout = absl::Milliseconds(100);
     auto store = LayeredStore::Open(std::move(layers), options);
     ASSERT_OK(store);
     store_ = *std::move(store);
@@ -88,31 +83,6 @@ class LayeredStoreTest : public ::testing::Test {
     return Pki().MakeEntry(alias, PoolKey(KeyType::kEcP256, key_index),
                            clock_.Now() - absl::Hours(1),
                            clock_.Now() - absl::Hours(1) + kWeek);
-  }
-
-  // A mint that counts its calls and issues a fresh entry.
-  MintFunction CountingMint(std::atomic<int>* calls,
-                            absl::Duration delay = absl::ZeroDuration()) {
-    return [this, calls, delay](absl::string_view alias)
-               -> absl::StatusOr<std::shared_ptr<const Entry>> {
-      int n = ++*calls;
-      if (delay > absl::ZeroDuration()) {
-        std::this_thread::sleep_for(absl::ToChronoNanoseconds(delay));
-      }
-      return Pki().MakeEntry(std::string(alias),
-                             PoolKey(KeyType::kEcP256, 10 + n % 4),
-                             clock_.Now() - absl::Minutes(1),
-                             clock_.Now() - absl::Minutes(1) + kWeek);
-    };
-  }
-
-  static MintFunction FailingMint(std::atomic<int>* calls) {
-    return
-        [calls](
-            absl::string_view) -> absl::StatusOr<std::shared_ptr<const Entry>> {
-          ++*calls;
-          return absl::UnavailableError("issuer unreachable (injected)");
-        };
   }
 
   ManualClock clock_{TestNow()};
@@ -187,95 +157,6 @@ TEST_F(LayeredStoreTest, DeleteReachesEveryLayerAndReturnsTheTotal) {
   EXPECT_EQ(store_->Metrics().evictions, 1);
 }
 
-TEST_F(LayeredStoreTest, GetOrCreateServesAnExistingEntryWithoutMinting) {
-  auto entry = Fresh("have#att=0");
-  ASSERT_OK(store_->Put(entry));
-  std::atomic<int> mints{0};
-  auto got = store_->GetOrCreate("have#att=0", {}, CountingMint(&mints));
-  ASSERT_OK(got);
-  EXPECT_EQ((*got)->thumbprint(), entry->thumbprint());
-  EXPECT_EQ(mints.load(), 0);
-}
-
-TEST_F(LayeredStoreTest, GetOrCreateMintsOnMissAndStoresInEveryLayer) {
-  std::atomic<int> mints{0};
-  auto got = store_->GetOrCreate("miss#att=0", {}, CountingMint(&mints));
-  ASSERT_OK(got);
-  EXPECT_EQ(mints.load(), 1);
-  auto in_bottom = bottom_->Find("miss#att=0");
-  ASSERT_OK(in_bottom);
-  EXPECT_EQ((*in_bottom)->thumbprint(), (*got)->thumbprint());
-  EXPECT_OK(top_->Find("miss#att=0"));
-  EXPECT_EQ(store_->Metrics().mints, 1);
-}
-
-TEST_F(LayeredStoreTest, SixtyFourColdThreadsMintOnce) {
-  std::atomic<int> mints{0};
-  MintFunction mint = CountingMint(&mints, absl::Milliseconds(50));
-  std::vector<std::string> thumbprints(64);
-  std::vector<std::thread> threads;
-  for (int t = 0; t < 64; ++t) {
-    threads.emplace_back([&, t] {
-      auto got = store_->GetOrCreate("herd#att=0", {}, mint);
-      thumbprints[t] =
-          got.ok() ? (*got)->thumbprint() : got.status().ToString();
-    });
-  }
-  for (auto& thread : threads) {
-    thread.join();
-  }
-  EXPECT_EQ(mints.load(), 1);
-  for (const auto& thumbprint : thumbprints) {
-    EXPECT_EQ(thumbprint, thumbprints[0]);
-  }
-}
-
-TEST_F(LayeredStoreTest, EvictionForcesAMintWhateverTheLayersHold) {
-  ASSERT_OK(store_->Put(Fresh("sticky#att=0")));
-  ASSERT_OK(store_->DeleteAllForAlias("sticky#att=0"));
-  EXPECT_TRUE(store_->ForceMintPending("sticky#att=0"));
-  // Something puts the old binding back into a layer behind our back.
-  auto stale = Fresh("sticky#att=0", 2);
-  ASSERT_OK(bottom_->Put(stale));
-  std::atomic<int> mints{0};
-  auto got = store_->GetOrCreate("sticky#att=0", {}, CountingMint(&mints));
-  ASSERT_OK(got);
-  EXPECT_EQ(mints.load(), 1);
-  EXPECT_NE((*got)->thumbprint(), stale->thumbprint());
-  EXPECT_FALSE(store_->ForceMintPending("sticky#att=0"));
-}
-
-TEST_F(LayeredStoreTest, FailedMintLeavesForceMintSet) {
-  ASSERT_OK(store_->Put(Fresh("retry#att=0")));
-  ASSERT_OK(store_->DeleteAllForAlias("retry#att=0"));
-  ASSERT_OK(bottom_->Put(Fresh("retry#att=0", 2)));
-  std::atomic<int> failed{0};
-  EXPECT_THAT(store_->GetOrCreate("retry#att=0", {}, FailingMint(&failed)),
-              StatusIs(absl::StatusCode::kUnavailable,
-                       HasSubstr("issuer unreachable")));
-  EXPECT_TRUE(store_->ForceMintPending("retry#att=0"));
-  EXPECT_THAT(store_->GetOrCreate("retry#att=0", {}, FailingMint(&failed)),
-              StatusIs(absl::StatusCode::kUnavailable));
-  EXPECT_EQ(failed.load(), 2);  // never served the layers' entry meanwhile
-  std::atomic<int> mints{0};
-  ASSERT_OK(store_->GetOrCreate("retry#att=0", {}, CountingMint(&mints)));
-  EXPECT_FALSE(store_->ForceMintPending("retry#att=0"));
-  EXPECT_EQ(store_->Metrics().mint_failures, 2);
-}
-
-TEST_F(LayeredStoreTest, MintOfAnotherAliasIsRefused) {
-  MintFunction wrong =
-      [this](
-          absl::string_view) -> absl::StatusOr<std::shared_ptr<const Entry>> {
-    return Fresh("someone-else#att=0");
-  };
-  EXPECT_THAT(
-      store_->GetOrCreate("me#att=0", {}, wrong),
-      StatusIs(absl::StatusCode::kInternal, HasSubstr("another alias")));
-  EXPECT_THAT(store_->Find("someone-else#att=0"),
-              StatusIs(absl::StatusCode::kNotFound));
-}
-
 TEST_F(LayeredStoreTest, FailingPersistentFindDegradesToMemory) {
   ASSERT_OK(store_->Put(Fresh("deg#att=0")));
   bottom_->FailAlways(StoreOp::kFind, absl::UnavailableError("disk busy"));
@@ -287,33 +168,21 @@ TEST_F(LayeredStoreTest, FailingPersistentFindDegradesToMemory) {
   EXPECT_THAT(log_.Lines().back(), HasSubstr("disk busy"));
 }
 
-TEST_F(LayeredStoreTest, DamagedEntryIsEvictedBeforeMinting) {
-  ASSERT_OK(bottom_->Put(Fresh("damaged#att=0")));
-  bottom_->FailNext(StoreOp::kFind, 1,
-                    absl::DataLossError("row 7: digest mismatch"));
-  std::atomic<int> mints{0};
-  auto got = store_->GetOrCreate("damaged#att=0", {}, CountingMint(&mints));
-  ASSERT_OK(got);
-  EXPECT_EQ(mints.load(), 1);
-  EXPECT_EQ(store_->Metrics().evictions, 1);
-  EXPECT_EQ(bottom_->calls(StoreOp::kDelete), 1);
-  auto listed = bottom_->List({});
-  ASSERT_OK(listed);
-  ASSERT_THAT(*listed, SizeIs(1));  // only the new entry is left
-  EXPECT_EQ((*listed)[0].thumbprint, (*got)->thumbprint());
-}
-
-TEST_F(LayeredStoreTest, FailingPersistentPutStillServesTheMint) {
-  bottom_->FailAlways(StoreOp::kPut,
-                      absl::PermissionDeniedError("read-only store"));
-  std::atomic<int> mints{0};
-  auto got = store_->GetOrCreate("ro#att=0", {}, CountingMint(&mints));
-  ASSERT_OK(got);
-  EXPECT_OK(top_->Find("ro#att=0"));
-  EXPECT_GE(log_.Warnings(), 1);
-  // Served from memory afterwards, no second mint.
-  ASSERT_OK(store_->GetOrCreate("ro#att=0", {}, CountingMint(&mints)));
-  EXPECT_EQ(mints.load(), 1);
+// Damage below is not hidden behind a miss: with nothing servable, Find
+// says what is damaged (so that MintCoordinator evicts it); with a
+// servable entry above, the damage costs nothing but a warning.
+TEST_F(LayeredStoreTest, DamagedLowerLayerIsReportedWhenNothingIsServable) {
+  bottom_->FailAlways(StoreOp::kFind,
+                      absl::DataLossError("row 7: digest mismatch"));
+  EXPECT_THAT(store_->Find("damaged#att=0"),
+              StatusIs(absl::StatusCode::kDataLoss,
+                       AllOf(HasSubstr("damaged#att=0"),
+                             HasSubstr("digest mismatch"))));
+  ASSERT_OK(top_->Put(Fresh("damaged#att=0")));
+  EXPECT_OK(store_->Find("damaged#att=0"));
+  bottom_->FailAlways(StoreOp::kFind, absl::UnavailableError("disk busy"));
+  EXPECT_THAT(store_->Find("elsewhere#att=0"),
+              StatusIs(absl::StatusCode::kNotFound));
 }
 
 TEST_F(LayeredStoreTest, EveryLayerFailingPutIsAnError) {
@@ -327,16 +196,6 @@ TEST_F(LayeredStoreTest, EveryLayerFailingPutIsAnError) {
   ASSERT_OK(single);
   EXPECT_THAT((*single)->Put(Fresh("nowhere#att=0")),
               StatusIs(absl::StatusCode::kUnavailable));
-}
-
-TEST_F(LayeredStoreTest, BusyMintLockDegradesInsteadOfHanging) {
-  bottom_->FailAlways(StoreOp::kLockAlias,
-                      absl::UnavailableError("lock held elsewhere"));
-  std::atomic<int> mints{0};
-  ASSERT_OK(store_->GetOrCreate("busy#att=0", {}, CountingMint(&mints)));
-  EXPECT_EQ(mints.load(), 1);
-  EXPECT_THAT(log_.Lines(),
-              ::testing::Contains(HasSubstr("without the mint lock")));
 }
 
 TEST_F(LayeredStoreTest, ProbeKeyCreateKeyAndLockGoToTheBottomLayer) {
@@ -361,59 +220,6 @@ TEST_F(LayeredStoreTest, ListNamesEveryLayerThatHoldsAnEntry) {
   EXPECT_EQ((*listed)[1].store, "memory:");
 }
 
-TEST_F(LayeredStoreTest, EntryPastItsRenewalPointIsRenewedOnceAndServed) {
-  auto entry = Fresh("renew#att=0");  // one week, started an hour ago
-  ASSERT_OK(store_->Put(entry));
-  std::atomic<int> mints{0};
-  MintFunction mint = CountingMint(&mints, absl::Milliseconds(50));
-  clock_.Advance(absl::Hours(24 * 2));  // 30 % of lifetime: fresh
-  ASSERT_OK(store_->GetOrCreate("renew#att=0", {}, mint));
-  EXPECT_EQ(mints.load(), 0);
-  clock_.Advance(absl::Hours(24 * 2 + 12));  // ~66 %: past 50 % +/- 10 %
-  std::vector<std::string> served(16);
-  std::vector<std::thread> threads;
-  for (int t = 0; t < 16; ++t) {
-    threads.emplace_back([&, t] {
-      auto got = store_->GetOrCreate("renew#att=0", {}, mint);
-      served[t] = got.ok() ? (*got)->thumbprint() : got.status().ToString();
-    });
-  }
-  for (auto& thread : threads) {
-    thread.join();
-  }
-  EXPECT_EQ(mints.load(), 1);
-  for (const auto& thumbprint : served) {
-    EXPECT_FALSE(thumbprint.empty());
-    EXPECT_THAT(thumbprint, ::testing::Not(HasSubstr("Status")));
-  }
-  auto now_served = store_->Find("renew#att=0");
-  ASSERT_OK(now_served);
-  EXPECT_NE((*now_served)->thumbprint(), entry->thumbprint());
-  EXPECT_EQ(store_->Metrics().renewals, 1);
-}
-
-TEST_F(LayeredStoreTest, FailedRenewalKeepsServingTheCurrentEntry) {
-  auto entry = Fresh("renew-fail#att=0");
-  ASSERT_OK(store_->Put(entry));
-  clock_.Advance(absl::Hours(24 * 5));
-  std::atomic<int> failed{0};
-  auto got = store_->GetOrCreate("renew-fail#att=0", {}, FailingMint(&failed));
-  ASSERT_OK(got);
-  EXPECT_EQ((*got)->thumbprint(), entry->thumbprint());
-  EXPECT_EQ(failed.load(), 1);
-  EXPECT_THAT(log_.Lines(), ::testing::Contains(HasSubstr("renewal failed")));
-}
-
-TEST_F(LayeredStoreTest, BadAliasIsRefusedBeforeMinting) {
-  std::atomic<int> mints{0};
-  EXPECT_THAT(store_->GetOrCreate("", {}, CountingMint(&mints)),
-              StatusIs(absl::StatusCode::kInvalidArgument));
-  EXPECT_THAT(store_->DeleteAllForAlias(std::string(kMaxAliasBytes + 1, 'x')),
-              StatusIs(absl::StatusCode::kInvalidArgument));
-  EXPECT_EQ(mints.load(), 0);
-  EXPECT_FALSE(store_->ForceMintPending(""));
-}
-
 TEST(LayeredStoreOpenTest, RefusesBadConfigurations) {
   EXPECT_THAT(
       LayeredStore::Open({}),
@@ -422,45 +228,6 @@ TEST(LayeredStoreOpenTest, RefusesBadConfigurations) {
   with_null.push_back(nullptr);
   EXPECT_THAT(LayeredStore::Open(std::move(with_null)),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("null")));
-  for (auto [fraction, jitter] :
-       {std::pair{0.0, 0.0}, std::pair{1.0, 0.0}, std::pair{0.5, 0.5},
-        std::pair{0.9, 0.2}, std::pair{0.5, -0.1}}) {
-    std::vector<std::unique_ptr<CertStore>> layers;
-    layers.push_back(NewMemoryStore());
-    LayeredStoreOptions options;
-    options.renewal_fraction = fraction;
-    options.renewal_jitter = jitter;
-    EXPECT_THAT(LayeredStore::Open(std::move(layers), options),
-                StatusIs(absl::StatusCode::kInvalidArgument))
-        << fraction << " " << jitter;
-  }
-}
-
-// The renewal point depends only on the certificate: the same in every
-// process (a per-process hash seed would make processes disagree), within
-// fraction +/- jitter, and spread across certificates.
-TEST(RenewalTimeTest, IsFixedPerCertificateWithinTheJitterBand) {
-  const absl::Time not_before = absl::FromUnixSeconds(1'700'000'000);
-  const absl::Time not_after = not_before + absl::Hours(24 * 7);
-  const absl::Duration lifetime = not_after - not_before;
-  // FNV-1a("abc") % 2001 = 1407, so the fraction is 0.5 + 0.1 x 0.407: a
-  // fixed value, the same in every process and build.
-  EXPECT_LE(absl::AbsDuration(RenewalTime(not_before, not_after, "abc") -
-                              (not_before + lifetime * 0.5407)),
-            absl::Seconds(1));
-  std::set<int64_t> seen;
-  for (int i = 0; i < 200; ++i) {
-    const std::string thumbprint = absl::StrCat("thumbprint-", i);
-    const absl::Time t = RenewalTime(not_before, not_after, thumbprint);
-    EXPECT_GE(t, not_before + lifetime * 0.4) << thumbprint;
-    EXPECT_LE(t, not_before + lifetime * 0.6) << thumbprint;
-    seen.insert(absl::ToUnixSeconds(t));
-  }
-  EXPECT_GT(seen.size(), 150u);
-  LayeredStoreOptions no_jitter;
-  no_jitter.renewal_jitter = 0;
-  EXPECT_EQ(RenewalTime(not_before, not_after, "x", no_jitter),
-            not_before + lifetime / 2);
 }
 
 // The conformance suite on memory over memory.
@@ -474,9 +241,7 @@ INSTANTIATE_TEST_SUITE_P(
           std::vector<std::unique_ptr<CertStore>> layers;
           layers.push_back(NewMemoryStore(memory));
           layers.push_back(NewMemoryStore(memory));
-          LayeredStoreOptions options;
-          options.clock = clock;
-          auto store = LayeredStore::Open(std::move(layers), options);
+          auto store = LayeredStore::Open(std::move(layers));
           if (!store.ok()) {
             return store.status();
           }

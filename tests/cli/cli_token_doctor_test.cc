@@ -13,12 +13,12 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "certstore/chain.h"
+#include "certstore/testing/test_pki.h"
 #include "emulator/emulator.h"
 #include "tests/cli/cli_runner.h"
 #include "tests/filesystem/fs_test_util.h"
 #include "tests/pkcs11/softhsm_token.h"
 #include "tests/support/temp_dir.h"
-#include "tests/support/test_pki.h"
 
 namespace certstore::testing {
 namespace {

@@ -16,10 +16,10 @@
 #include "absl/time/clock.h"
 #include "certstore/chain.h"
 #include "certstore/key.h"
+#include "certstore/testing/test_pki.h"
 #include "tests/cli/cli_runner.h"
 #include "tests/pkcs11/softhsm_token.h"
 #include "tests/support/temp_dir.h"
-#include "tests/support/test_pki.h"
 
 namespace certstore::testing {
 namespace {

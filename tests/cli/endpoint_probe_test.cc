@@ -18,9 +18,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "certstore/chain.h"
+#include "certstore/testing/status_matchers.h"
 #include "emulator/emulator.h"
 #include "tests/emulator/emulator_test_util.h"
-#include "tests/support/status_matchers.h"
 
 namespace certstore::cli {
 namespace {

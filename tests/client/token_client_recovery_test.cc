@@ -14,13 +14,13 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "backends/open_store.h"
-#include "client/token_client.h"
+#include "certstore/open_store.h"
+#include "certstore/testing/status_matchers.h"
+#include "certstore/testing/test_pki.h"
+#include "certstore/token_client.h"
 #include "emulator/emulator.h"
 #include "tests/pkcs11/softhsm_token.h"
-#include "tests/support/status_matchers.h"
 #include "tests/support/temp_dir.h"
-#include "tests/support/test_pki.h"
 
 namespace certstore::testing {
 namespace {

@@ -1,7 +1,7 @@
 // TokenClient against the emulator on loopback, over real layered stores:
 // mint, cache, restart, the recovery matrix, network failures, deadlines,
 // and single-flight across processes. Counters come from the emulator.
-#include "client/token_client.h"
+#include "certstore/token_client.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -16,10 +16,10 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "backends/open_store.h"
+#include "certstore/open_store.h"
+#include "certstore/testing/status_matchers.h"
 #include "emulator/emulator.h"
 #include "tests/pkcs11/softhsm_token.h"
-#include "tests/support/status_matchers.h"
 #include "tests/support/temp_dir.h"
 
 namespace certstore::testing {

@@ -1,6 +1,6 @@
 // The conformance suite instantiated for MemoryStore.
-#include "memory/memory_store.h"
-#include "tests/conformance/cert_store_conformance.h"
+#include "certstore/memory_store.h"
+#include "certstore/testing/cert_store_conformance.h"
 
 namespace certstore::testing {
 namespace {

@@ -10,11 +10,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "certstore/testing/status_matchers.h"
 #include "emulator/emulator.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/emulator/emulator_test_util.h"
-#include "tests/support/status_matchers.h"
 
 namespace certstore::emulator::testing {
 namespace {

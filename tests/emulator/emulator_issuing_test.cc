@@ -8,12 +8,12 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "certstore/chain.h"
+#include "certstore/testing/status_matchers.h"
+#include "certstore/testing/test_pki.h"
 #include "emulator/emulator.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/emulator/emulator_test_util.h"
-#include "tests/support/status_matchers.h"
-#include "tests/support/test_pki.h"
 
 namespace certstore::emulator::testing {
 namespace {

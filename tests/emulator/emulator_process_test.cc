@@ -17,11 +17,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "certstore/testing/status_matchers.h"
 #include "emulator/emulator.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/emulator/emulator_test_util.h"
-#include "tests/support/status_matchers.h"
 
 #ifndef CERTSTORE_EMULATOR_BINARY
 #error "CERTSTORE_EMULATOR_BINARY must name the certstore-emulator executable"

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "tests/support/status_matchers.h"
+#include "certstore/testing/status_matchers.h"
 
 namespace certstore::filesystem_internal {
 namespace {

@@ -12,8 +12,8 @@
 #include "absl/strings/str_replace.h"
 #include "certstore/chain.h"
 #include "certstore/key.h"
-#include "tests/support/status_matchers.h"
-#include "tests/support/test_pki.h"
+#include "certstore/testing/status_matchers.h"
+#include "certstore/testing/test_pki.h"
 
 namespace certstore::filesystem_internal {
 namespace {

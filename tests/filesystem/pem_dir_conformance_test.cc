@@ -2,8 +2,8 @@
 // store in a fresh temp directory, removed with the store.
 #include <memory>
 
-#include "filesystem/pem_dir_store.h"
-#include "tests/conformance/cert_store_conformance.h"
+#include "certstore/pem_dir_store.h"
+#include "certstore/testing/cert_store_conformance.h"
 #include "tests/filesystem/fs_test_util.h"
 
 namespace certstore::testing {

@@ -12,11 +12,11 @@
 #include "certstore/cert_store.h"
 #include "certstore/clock.h"
 #include "certstore/entry.h"
+#include "certstore/pem_dir_store.h"
+#include "certstore/testing/status_matchers.h"
+#include "certstore/testing/test_pki.h"
 #include "filesystem/alias_names.h"
-#include "filesystem/pem_dir_store.h"
 #include "tests/filesystem/fs_test_util.h"
-#include "tests/support/status_matchers.h"
-#include "tests/support/test_pki.h"
 
 namespace certstore::testing {
 

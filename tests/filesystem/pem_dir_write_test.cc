@@ -13,9 +13,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "certstore/key.h"
+#include "certstore/testing/failing_key.h"
 #include "filesystem/file_system_ops.h"
 #include "tests/filesystem/pem_dir_fixture.h"
-#include "tests/support/failing_key.h"
 
 namespace certstore::testing {
 namespace {
@@ -75,8 +75,10 @@ class PemDirWriteTest : public PemDirTest {
     faults.error = EIO;
     PemDirTest::SetUp();
     PemDirStoreOptions options;
-    options.ops = &kFaultyOps;
-    auto faulty = Open(options);
+    options.directory = StoreDir();
+    options.clock = &clock_;
+    auto faulty =
+        filesystem_internal::OpenPemDirStoreWithOps(options, kFaultyOps);
     ASSERT_OK(faulty);
     faulty_ = *std::move(faulty);
     old_ = With(*Fresh("f"), "f", {"https://old", "old-id", "t"});

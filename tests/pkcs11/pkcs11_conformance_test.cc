@@ -9,10 +9,10 @@
 #include <utility>
 #include <vector>
 
-#include "cache/layered_store.h"
-#include "memory/memory_store.h"
-#include "pkcs11/pkcs11_store.h"
-#include "tests/conformance/cert_store_conformance.h"
+#include "certstore/layered_store.h"
+#include "certstore/memory_store.h"
+#include "certstore/pkcs11_store.h"
+#include "certstore/testing/cert_store_conformance.h"
 #include "tests/pkcs11/softhsm_token.h"
 
 namespace certstore::testing {
@@ -65,10 +65,8 @@ absl::StatusOr<std::unique_ptr<CertStore>> OpenMemoryOverEmpty(
   std::vector<std::unique_ptr<CertStore>> layers;
   layers.push_back(NewMemoryStore(memory_options));
   layers.push_back(*std::move(token_store));
-  LayeredStoreOptions options;
-  options.clock = clock;
   absl::StatusOr<std::unique_ptr<LayeredStore>> layered =
-      LayeredStore::Open(std::move(layers), options);
+      LayeredStore::Open(std::move(layers));
   if (!layered.ok()) {
     return layered.status();
   }

@@ -9,7 +9,7 @@
 #include <cstring>
 #include <memory>
 
-#include "pkcs11/pkcs11_store.h"
+#include "certstore/pkcs11_store.h"
 
 int main(int argc, char** argv) {
   if (argc != 3) {

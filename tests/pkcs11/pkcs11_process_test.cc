@@ -14,10 +14,10 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "pkcs11/pkcs11_store.h"
+#include "certstore/pkcs11_store.h"
+#include "certstore/testing/status_matchers.h"
+#include "certstore/testing/test_pki.h"
 #include "tests/pkcs11/softhsm_token.h"
-#include "tests/support/status_matchers.h"
-#include "tests/support/test_pki.h"
 
 #ifndef CERTSTORE_EXIT_HELPER
 #error "CERTSTORE_EXIT_HELPER must name the pkcs11_exit_helper binary"

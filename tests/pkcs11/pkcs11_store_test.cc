@@ -1,6 +1,6 @@
 // Pkcs11Store on a real SoftHSM2 token: configuration (URI, options, PIN
 // source), refusals, and what CreateKey / Put leave on the token.
-#include "pkcs11/pkcs11_store.h"
+#include "certstore/pkcs11_store.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -11,10 +11,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "certstore/errors.h"
+#include "certstore/testing/status_matchers.h"
+#include "certstore/testing/test_pki.h"
 #include "pkcs11/pkcs11_options.h"
 #include "tests/pkcs11/softhsm_token.h"
-#include "tests/support/status_matchers.h"
-#include "tests/support/test_pki.h"
 
 namespace certstore::testing {
 namespace {

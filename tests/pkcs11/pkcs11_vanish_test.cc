@@ -11,10 +11,10 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
-#include "pkcs11/pkcs11_store.h"
+#include "certstore/pkcs11_store.h"
+#include "certstore/testing/status_matchers.h"
+#include "certstore/testing/test_pki.h"
 #include "tests/pkcs11/softhsm_token.h"
-#include "tests/support/status_matchers.h"
-#include "tests/support/test_pki.h"
 
 namespace certstore::testing {
 namespace {

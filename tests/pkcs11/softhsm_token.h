@@ -20,8 +20,8 @@
 #include "certstore/cert_store.h"
 #include "certstore/clock.h"
 #include "certstore/key.h"
-#include "pkcs11/pkcs11_store.h"
-#include "tests/support/test_pki.h"
+#include "certstore/pkcs11_store.h"
+#include "certstore/testing/test_pki.h"
 
 namespace certstore::testing {
 

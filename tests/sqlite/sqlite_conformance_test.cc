@@ -5,8 +5,8 @@
 #include <string>
 #include <utility>
 
-#include "sqlite/sqlite_store.h"
-#include "tests/conformance/cert_store_conformance.h"
+#include "certstore/sqlite_store.h"
+#include "certstore/testing/cert_store_conformance.h"
 #include "tests/sqlite/sqlite_test_util.h"
 
 namespace certstore::testing {

@@ -22,10 +22,10 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "certstore/sqlite_store.h"
+#include "certstore/testing/status_matchers.h"
 #include "sqlite/row_codec_internal.h"
-#include "sqlite/sqlite_store.h"
 #include "tests/sqlite/sqlite_test_util.h"
-#include "tests/support/status_matchers.h"
 
 namespace certstore {
 

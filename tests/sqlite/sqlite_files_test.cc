@@ -11,10 +11,10 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "certstore/sqlite_store.h"
+#include "certstore/testing/status_matchers.h"
 #include "sqlite/schema_internal.h"
-#include "sqlite/sqlite_store.h"
 #include "tests/sqlite/sqlite_test_util.h"
-#include "tests/support/status_matchers.h"
 
 namespace certstore::testing {
 namespace {

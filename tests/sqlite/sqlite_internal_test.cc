@@ -9,12 +9,12 @@
 #include <string>
 #include <vector>
 
+#include "certstore/testing/status_matchers.h"
 #include "sqlite/database_internal.h"
 #include "sqlite/key_cipher_internal.h"
 #include "sqlite/row_codec_internal.h"
 #include "sqlite/sqlite_status_internal.h"
 #include "tests/sqlite/sqlite_test_util.h"
-#include "tests/support/status_matchers.h"
 
 namespace certstore::testing {
 namespace {

@@ -18,9 +18,9 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "sqlite/sqlite_store.h"
+#include "certstore/sqlite_store.h"
+#include "certstore/testing/status_matchers.h"
 #include "tests/sqlite/sqlite_test_util.h"
-#include "tests/support/status_matchers.h"
 
 namespace certstore::testing {
 namespace {

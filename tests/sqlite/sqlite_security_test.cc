@@ -16,10 +16,10 @@
 
 #include "absl/strings/match.h"
 #include "certstore/openssl_types.h"
+#include "certstore/sqlite_store.h"
+#include "certstore/testing/status_matchers.h"
 #include "sqlite/key_cipher_internal.h"
-#include "sqlite/sqlite_store.h"
 #include "tests/sqlite/sqlite_test_util.h"
-#include "tests/support/status_matchers.h"
 
 namespace certstore::testing {
 namespace {

@@ -1,6 +1,6 @@
 // SqliteStore beyond the conformance suite: persistence across reopen, the
 // query plan, connection settings, damaged rows, options, busy budgets.
-#include "sqlite/sqlite_store.h"
+#include "certstore/sqlite_store.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -13,11 +13,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "certstore/chain.h"
+#include "certstore/testing/failing_key.h"
+#include "certstore/testing/status_matchers.h"
 #include "sqlite/connection_internal.h"
 #include "sqlite/row_codec_internal.h"
 #include "tests/sqlite/sqlite_test_util.h"
-#include "tests/support/failing_key.h"
-#include "tests/support/status_matchers.h"
 
 namespace certstore::testing {
 namespace {

@@ -15,11 +15,11 @@
 #include "absl/time/time.h"
 #include "certstore/cert_store.h"
 #include "certstore/clock.h"
+#include "certstore/sqlite_store.h"
+#include "certstore/testing/test_pki.h"
 #include "sqlite/connection_internal.h"
 #include "sqlite/row_codec_internal.h"
-#include "sqlite/sqlite_store.h"
 #include "tests/support/temp_dir.h"
-#include "tests/support/test_pki.h"
 
 namespace certstore::testing {
 

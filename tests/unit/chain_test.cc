@@ -15,8 +15,8 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "certstore/key.h"
-#include "tests/support/status_matchers.h"
-#include "tests/support/test_pki.h"
+#include "certstore/testing/status_matchers.h"
+#include "certstore/testing/test_pki.h"
 
 namespace certstore::testing {
 namespace {

@@ -12,11 +12,12 @@
 #include <vector>
 
 #include "absl/time/time.h"
+#include "certstore/backend_author.h"
 #include "certstore/chain.h"
 #include "certstore/key.h"
-#include "tests/support/failing_key.h"
-#include "tests/support/status_matchers.h"
-#include "tests/support/test_pki.h"
+#include "certstore/testing/failing_key.h"
+#include "certstore/testing/status_matchers.h"
+#include "certstore/testing/test_pki.h"
 
 namespace certstore::testing {
 namespace {
@@ -216,7 +217,7 @@ TEST_F(EntryTest, RestoreTrustsFactsAndDecodesLazily) {
   facts.not_after = TestNow() + absl::Hours(7);
 
   absl::StatusOr<std::shared_ptr<const Entry>> restored =
-      Entry::Restore(std::move(parts), facts);
+      RestoreEntry(std::move(parts), facts);
   ASSERT_OK(restored);
   const Entry& entry = **restored;
   EXPECT_EQ(entry.alias(), copy.alias);
@@ -246,7 +247,7 @@ TEST_F(EntryTest, RestoreWithWrongThumbprintIsDataLoss) {
   EntryParts parts = EcParts();
   LeafFacts facts = FactsFor(parts);
   facts.thumbprint = Thumbprint(parts.chain_der[1]);
-  EXPECT_THAT(Entry::Restore(std::move(parts), facts),
+  EXPECT_THAT(RestoreEntry(std::move(parts), facts),
               StatusIs(absl::StatusCode::kDataLoss, HasSubstr("thumbprint")));
 }
 
@@ -254,7 +255,7 @@ TEST_F(EntryTest, RestoreWithEmptyChainIsDataLoss) {
   EntryParts parts = EcParts();
   const LeafFacts facts = FactsFor(parts);
   parts.chain_der.clear();
-  EXPECT_THAT(Entry::Restore(std::move(parts), facts),
+  EXPECT_THAT(RestoreEntry(std::move(parts), facts),
               StatusIs(absl::StatusCode::kDataLoss));
 }
 
@@ -262,7 +263,7 @@ TEST_F(EntryTest, RestoreWithBadAliasIsInvalidArgument) {
   EntryParts parts = EcParts();
   const LeafFacts facts = FactsFor(parts);
   parts.alias.clear();
-  EXPECT_THAT(Entry::Restore(std::move(parts), facts),
+  EXPECT_THAT(RestoreEntry(std::move(parts), facts),
               StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
@@ -272,7 +273,7 @@ TEST_F(EntryTest, RestoreWithGarbageIntermediateFailsOnFirstUse) {
   const LeafFacts facts = FactsFor(parts);
 
   absl::StatusOr<std::shared_ptr<const Entry>> restored =
-      Entry::Restore(std::move(parts), facts);
+      RestoreEntry(std::move(parts), facts);
   ASSERT_OK(restored);
   const Entry& entry = **restored;
   EXPECT_THAT(entry.Chain(), StatusIs(absl::StatusCode::kDataLoss,
@@ -291,7 +292,7 @@ TEST_F(EntryTest, RestoreWithGarbageIntermediateFailsOnFirstUse) {
 TEST_F(EntryTest, RestoredEntryIsCheckedWithoutDecodingIt) {
   EntryParts parts = EcParts();
   const LeafFacts facts = FactsFor(parts);
-  auto restored = Entry::Restore(std::move(parts), facts);
+  auto restored = RestoreEntry(std::move(parts), facts);
   ASSERT_OK(restored);
   EXPECT_OK((*restored)->CheckWellFormed());
   EXPECT_OK(CheckKeyMatchesLeaf(**restored));
@@ -299,36 +300,30 @@ TEST_F(EntryTest, RestoredEntryIsCheckedWithoutDecodingIt) {
             (*restored)->key()->public_key_der());
 }
 
-TEST_F(EntryTest, KeyCheckVouchedForByTheRestoringStoreIsTrusted) {
-  // A store sets vouched_by_store only for bytes it checked when writing
-  // them and whose integrity it has verified since; the flag is trusted,
-  // so a mismatch it vouches for is not caught (the store's contract).
+// Nothing a caller builds can skip the key check: a restored entry whose key
+// is not its leaf's is refused like any other, and so is a damaged chain.
+TEST_F(EntryTest, RestoredEntryWithAnotherKeyIsRefusedByPutChecks) {
   EntryParts parts = EcParts();
   parts.key = PoolKey(KeyType::kRsa2048);
-  LeafFacts facts = FactsFor(parts);
-  auto unvouched = Entry::Restore(parts, facts);
-  ASSERT_OK(unvouched);
-  EXPECT_THAT(CheckKeyMatchesLeaf(**unvouched),
+  auto restored = RestoreEntry(parts, FactsFor(parts));
+  ASSERT_OK(restored);
+  EXPECT_THAT(CheckKeyMatchesLeaf(**restored),
               StatusIs(absl::StatusCode::kFailedPrecondition));
-  facts.vouched_by_store = true;
-  auto vouched = Entry::Restore(std::move(parts), facts);
-  ASSERT_OK(vouched);
-  EXPECT_OK(CheckKeyMatchesLeaf(**vouched));
+  for (ChainCheck check : {ChainCheck::kShape, ChainCheck::kDecode}) {
+    EXPECT_THAT(CheckEntryForPut(restored->get(), "store:x", check),
+                StatusIs(absl::StatusCode::kFailedPrecondition,
+                         HasSubstr("key does not match")));
+  }
 }
 
-TEST_F(EntryTest, ShapeVouchedForByTheRestoringStoreIsTrusted) {
+TEST_F(EntryTest, RestoredEntryWithADamagedCertificateFailsTheShapeCheck) {
   EntryParts parts = EcParts();
   parts.chain_der[1] = "not a certificate";
-  LeafFacts facts = FactsFor(parts);
-  auto unvouched = Entry::Restore(parts, facts);
-  ASSERT_OK(unvouched);
-  EXPECT_THAT((*unvouched)->CheckWellFormed(),
+  auto restored = RestoreEntry(parts, FactsFor(parts));
+  ASSERT_OK(restored);
+  EXPECT_THAT((*restored)->CheckWellFormed(),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("chain certificate 1")));
-  facts.vouched_by_store = true;
-  auto vouched = Entry::Restore(std::move(parts), facts);
-  ASSERT_OK(vouched);
-  EXPECT_OK((*vouched)->CheckWellFormed());
 }
 
 TEST_F(EntryTest, KeyCheckVerdictIsTheSameEveryTime) {
@@ -352,7 +347,7 @@ TEST_F(EntryTest, GarbageLeafHasNoPublicKey) {
   parts.chain_der[0] = "not a certificate";
   LeafFacts facts = FactsFor(parts);
   facts.thumbprint = Thumbprint(parts.chain_der[0]);
-  auto restored = Entry::Restore(std::move(parts), facts);
+  auto restored = RestoreEntry(std::move(parts), facts);
   ASSERT_OK(restored);
   EXPECT_THAT((*restored)->LeafPublicKeyDer(),
               StatusIs(absl::StatusCode::kDataLoss));
@@ -415,29 +410,21 @@ TEST_F(EntryTest, CheckEntryForPutRefusesAnotherKeyNamingTheAlias) {
   }
 }
 
-// A store that vouched for an entry spares a cache the shape walk; a store
-// about to write the chain out still decodes it.
+// Both levels refuse a damaged intermediate: the shape walk (a cache) as
+// well as the decode (a store that writes the chain out).
 TEST_F(EntryTest, CheckEntryForPutChecksTheChainAsFarAsAsked) {
   EntryParts parts = EcParts();
   parts.chain_der[1] = "corrupt stored intermediate";
-  LeafFacts facts = FactsFor(parts);
-  auto unvouched = Entry::Restore(parts, facts);
-  facts.vouched_by_store = true;
-  auto vouched = Entry::Restore(std::move(parts), facts);
-  ASSERT_OK(unvouched);
-  ASSERT_OK(vouched);
+  auto restored = RestoreEntry(parts, FactsFor(parts));
+  ASSERT_OK(restored);
 
   const auto refused =
       StatusIs(absl::StatusCode::kInvalidArgument,
                AllOf(HasSubstr("store:x"), HasSubstr("app#att=0"),
                      HasSubstr("chain certificate 1")));
-  EXPECT_THAT(CheckEntryForPut(unvouched->get(), "store:x", ChainCheck::kShape),
+  EXPECT_THAT(CheckEntryForPut(restored->get(), "store:x", ChainCheck::kShape),
               refused);
-  EXPECT_THAT(
-      CheckEntryForPut(unvouched->get(), "store:x", ChainCheck::kDecode),
-      refused);
-  EXPECT_OK(CheckEntryForPut(vouched->get(), "store:x", ChainCheck::kShape));
-  EXPECT_THAT(CheckEntryForPut(vouched->get(), "store:x", ChainCheck::kDecode),
+  EXPECT_THAT(CheckEntryForPut(restored->get(), "store:x", ChainCheck::kDecode),
               refused);
 }
 

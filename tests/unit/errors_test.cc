@@ -11,7 +11,7 @@
 
 #include <string>
 
-#include "tests/support/status_matchers.h"
+#include "certstore/testing/status_matchers.h"
 
 namespace certstore::testing {
 namespace {

@@ -19,8 +19,8 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "certstore/openssl_types.h"
-#include "tests/support/status_matchers.h"
-#include "tests/support/test_pki.h"
+#include "certstore/testing/status_matchers.h"
+#include "certstore/testing/test_pki.h"
 
 namespace certstore::testing {
 namespace {

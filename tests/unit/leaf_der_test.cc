@@ -1,6 +1,6 @@
-// Unit tests for certstore/internal/leaf_der.h: what the DER walk reads must be
+// Unit tests for api/internal/leaf_der.h: what the DER walk reads must be
 // what decoding the certificate says.
-#include "certstore/internal/leaf_der.h"
+#include "api/internal/leaf_der.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -8,8 +8,8 @@
 #include <string>
 
 #include "certstore/chain.h"
-#include "tests/support/status_matchers.h"
-#include "tests/support/test_pki.h"
+#include "certstore/testing/status_matchers.h"
+#include "certstore/testing/test_pki.h"
 
 namespace certstore::internal {
 namespace {

@@ -3,7 +3,7 @@
 // a node's inline bytes, Find results that outlive the node they came from
 // (and pin nothing else),
 // and lookups racing a writer that rebuilds the table.
-#include "memory/memory_store.h"
+#include "certstore/memory_store.h"
 
 #include <gtest/gtest.h>
 
@@ -15,9 +15,10 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "certstore/backend_author.h"
 #include "certstore/clock.h"
 #include "certstore/entry.h"
-#include "tests/support/test_pki.h"
+#include "certstore/testing/test_pki.h"
 
 namespace certstore::testing {
 namespace {
@@ -33,7 +34,7 @@ std::shared_ptr<const Entry> Renamed(const Entry& source, std::string alias) {
   parts.chain_der = source.chain_der();
   parts.key = source.key();
   parts.created_at = source.created_at();
-  absl::StatusOr<std::shared_ptr<const Entry>> entry = Entry::Restore(
+  absl::StatusOr<std::shared_ptr<const Entry>> entry = RestoreEntry(
       std::move(parts),
       LeafFacts{source.not_before(), source.not_after(), source.thumbprint()});
   EXPECT_TRUE(entry.ok()) << entry.status();

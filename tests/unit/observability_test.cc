@@ -7,6 +7,8 @@
 #include <thread>
 #include <vector>
 
+#include "certstore/backend_author.h"
+
 namespace certstore {
 namespace {
 

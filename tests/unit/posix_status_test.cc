@@ -1,4 +1,4 @@
-#include "certstore/internal/posix_status.h"
+#include "api/internal/posix_status.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -10,7 +10,7 @@
 
 #include <string>
 
-#include "tests/support/status_matchers.h"
+#include "certstore/testing/status_matchers.h"
 
 namespace certstore::internal {
 namespace {
