@@ -75,8 +75,12 @@ function(certstore_pkg_config component requires requires_private
   if(component STREQUAL "certstore")
     set(name "certstore")
   endif()
+  # Relocatable: the prefix is found from the .pc file's own place, so the
+  # same files work after `cmake --install --prefix …` and from the .deb.
+  file(RELATIVE_PATH to_prefix
+    /prefix/${CMAKE_INSTALL_LIBDIR}/pkgconfig /prefix)
   file(GENERATE OUTPUT ${PROJECT_BINARY_DIR}/pkgconfig/${name}.pc CONTENT
-"prefix=${CMAKE_INSTALL_PREFIX}
+"prefix=\${pcfiledir}/${to_prefix}
 libdir=\${prefix}/${CMAKE_INSTALL_LIBDIR}
 includedir=\${prefix}/${CMAKE_INSTALL_INCLUDEDIR}
 

@@ -1,10 +1,15 @@
-// certstore quickstart: the life of one binding credential in a store.
-// Creates a key, certifies it (self-signed here; the token client gets its
-// certificates from an issuing endpoint), stores, finds, probes, shows a
-// mismatched key being refused, and evicts. Exits non-zero if any step
-// does not behave as documented.
+// certstore quickstart: the life of one binding credential, on the memory
+// store and on an SQLite file. Creates a key, certifies it (self-signed
+// here; the token client gets its certificates from an issuing endpoint),
+// stores, finds, probes, shows a mismatched key being refused, reopens the
+// SQLite file to find the credential again, and evicts. Exits non-zero if
+// any step does not behave as documented.
+//
+//   certstore-quickstart [DIR]   (the SQLite file goes to DIR, default a
+//                                 new directory under $TMPDIR or /tmp)
 #include <openssl/rand.h>
 #include <openssl/x509.h>
+#include <stdlib.h>
 
 #include <cstdio>
 #include <memory>
@@ -16,6 +21,7 @@
 #include "certstore/cert_store.h"
 #include "certstore/memory_store.h"
 #include "certstore/openssl_types.h"
+#include "certstore/sqlite_store.h"
 
 namespace {
 
@@ -54,20 +60,17 @@ void Step(const std::string& what, bool ok, const std::string& detail) {
   failures += ok ? 0 : 1;
 }
 
-}  // namespace
-
-int main() {
-  const std::string alias = "quickstart-client#att=0";
-  std::unique_ptr<certstore::CertStore> store = certstore::NewMemoryStore();
-  std::printf("certstore quickstart on %s, alias \"%s\"\n\n",
-              store->Name().c_str(), alias.c_str());
-
-  auto key = store->CreateKey(alias, certstore::KeySpec{});
+// Create, Put, Find, ProbeKey and a refused Put on `store`; returns the
+// entry stored, or null when a step failed before it was stored.
+std::shared_ptr<const certstore::Entry> StoreOne(certstore::CertStore& store,
+                                                 const std::string& alias) {
+  std::printf("\n%s\n", store.Name().c_str());
+  auto key = store.CreateKey(alias, certstore::KeySpec{});
   Step("CreateKey", key.ok(),
        key.ok() ? (*key)->algorithm() + ", " + (*key)->location()
                 : key.status().ToString());
   if (!key.ok()) {
-    return 1;
+    return nullptr;
   }
 
   certstore::EntryParts parts;
@@ -81,13 +84,13 @@ int main() {
        entry.ok() ? "x5t#S256 " + (*entry)->thumbprint()
                   : entry.status().ToString());
   if (!entry.ok()) {
-    return 1;
+    return nullptr;
   }
 
-  absl::Status put = store->Put(*entry);
+  absl::Status put = store.Put(*entry);
   Step("Put", put.ok(), put.ok() ? "stored" : put.ToString());
 
-  auto found = store->Find(alias);
+  auto found = store.Find(alias);
   Step("Find", found.ok() && (*found)->thumbprint() == (*entry)->thumbprint(),
        found.ok() ? absl::StrCat("x5t#S256 ", (*found)->thumbprint(), ", ",
                                  absl::FormatDuration(absl::Trunc(
@@ -97,7 +100,7 @@ int main() {
                   : found.status().ToString());
 
   absl::Time start = absl::Now();
-  absl::Status probe = store->ProbeKey(**entry);
+  absl::Status probe = store.ProbeKey(**entry);
   Step("ProbeKey (sign + verify a fresh challenge)", probe.ok(),
        probe.ok() ? absl::StrCat("usable (",
                                  absl::FormatDuration(absl::Now() - start), ")")
@@ -105,26 +108,68 @@ int main() {
 
   // A certificate paired with the wrong key is refused, and the stored
   // binding stays as it was.
-  auto other_key = store->CreateKey(alias, certstore::KeySpec{});
+  auto other_key = store.CreateKey(alias, certstore::KeySpec{});
   certstore::EntryParts wrong;
   wrong.alias = alias;
   wrong.chain_der = (*entry)->chain_der();
   wrong.key = other_key.ok() ? *other_key : nullptr;
   auto wrong_entry = certstore::Entry::Create(std::move(wrong));
   absl::Status refused =
-      wrong_entry.ok() ? store->Put(*wrong_entry) : wrong_entry.status();
+      wrong_entry.ok() ? store.Put(*wrong_entry) : wrong_entry.status();
   Step("Put with a key of another certificate",
        refused.code() == absl::StatusCode::kFailedPrecondition,
        "refused: " + std::string(refused.message()));
+  return put.ok() ? *entry : nullptr;
+}
 
-  auto removed = store->DeleteAllForAlias(alias);
+void Evict(certstore::CertStore& store, const std::string& alias) {
+  auto removed = store.DeleteAllForAlias(alias);
   Step("DeleteAllForAlias", removed.ok() && *removed == 1,
        removed.ok() ? absl::StrCat(*removed, " entry removed")
                     : removed.status().ToString());
-  auto after = store->Find(alias);
+  auto after = store.Find(alias);
   Step("Find after eviction",
        after.status().code() == absl::StatusCode::kNotFound,
        std::string(absl::StatusCodeToString(after.status().code())));
+}
+
+std::string ScratchDirectory(int argc, char** argv) {
+  if (argc > 1) {
+    return argv[1];
+  }
+  const char* tmp = getenv("TMPDIR");
+  std::string pattern = absl::StrCat(tmp != nullptr ? tmp : "/tmp",
+                                     "/certstore-quickstart-XXXXXX");
+  return mkdtemp(&pattern[0]) != nullptr ? pattern : "";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const std::string alias = "quickstart-client#att=0";
+  std::printf("certstore quickstart, alias \"%s\"\n", alias.c_str());
+
+  std::unique_ptr<certstore::CertStore> memory = certstore::NewMemoryStore();
+  if (StoreOne(*memory, alias) != nullptr) {
+    Evict(*memory, alias);
+  }
+
+  const std::string path = ScratchDirectory(argc, argv) + "/quickstart.db";
+  auto sqlite = certstore::OpenSqliteStore(path);
+  Step("OpenSqliteStore", sqlite.ok(),
+       sqlite.ok() ? path : sqlite.status().ToString());
+  if (sqlite.ok() && StoreOne(**sqlite, alias) != nullptr) {
+    // A new process would do this: open the file again and find it there.
+    sqlite->reset();
+    auto reopened = certstore::OpenSqliteStore(path);
+    auto found = reopened.ok() ? (*reopened)->Find(alias) : reopened.status();
+    Step("Find after reopening the file", found.ok(),
+         found.ok() ? "x5t#S256 " + (*found)->thumbprint()
+                    : found.status().ToString());
+    if (reopened.ok()) {
+      Evict(**reopened, alias);
+    }
+  }
 
   std::printf("\n%s\n", failures == 0 ? "quickstart: all steps behaved"
                                       : "quickstart: FAILED");

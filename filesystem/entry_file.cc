@@ -10,7 +10,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "api/internal/leaf_der.h"
+#include "api/internal/der_walk.h"
 #include "certstore/backend_author.h"
 #include "certstore/chain.h"
 #include "certstore/errors.h"

@@ -7,7 +7,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "api/internal/leaf_der.h"
+#include "api/internal/der_walk.h"
 #include "certstore/backend_author.h"
 #include "certstore/chain.h"
 #include "certstore/errors.h"

@@ -1,4 +1,5 @@
-// The interface every certstore backend implements.
+/// \file
+/// The interface every certstore backend implements.
 #ifndef CERTSTORE_CERT_STORE_H_
 #define CERTSTORE_CERT_STORE_H_
 
@@ -16,9 +17,10 @@
 
 namespace certstore {
 
-// Held while one caller mints for an alias; released when destroyed (or,
-// for cross-process locks, when the holding process dies). Must not outlive
-// the store that issued it.
+/// Held while one caller mints for an alias; released when destroyed (or,
+/// for cross-process locks, when the holding process dies). Owned by the
+/// caller of LockAlias; must not outlive the store that issued it, and is
+/// released by the thread that holds it.
 class CERTSTORE_EXPORT AliasLock {
  public:
   AliasLock() = default;
@@ -27,9 +29,9 @@ class CERTSTORE_EXPORT AliasLock {
   virtual ~AliasLock() = default;
 };
 
-// A store of binding credentials. Implementations are thread-safe; every
-// method may be called from several threads at once. Status codes follow
-// certstore/errors.h; messages start with Name().
+/// A store of binding credentials. Implementations are thread-safe; every
+/// method may be called from several threads at once. Status codes follow
+/// certstore/errors.h; messages start with Name().
 class CERTSTORE_EXPORT CertStore {
  public:
   CertStore() = default;
@@ -37,52 +39,52 @@ class CERTSTORE_EXPORT CertStore {
   CertStore& operator=(const CertStore&) = delete;
   virtual ~CertStore() = default;
 
-  // The store's URI, e.g. "memory:" or "sqlite:/var/lib/app/certstore.db".
+  /// The store's URI, e.g. "memory:" or "sqlite:/var/lib/app/certstore.db".
   virtual std::string Name() const = 0;
 
-  // Returns the best servable entry for `alias` (see IsServable): newest
-  // not_after first. A lookup only: no probing, no network.
-  // Not an error: NotFound is a miss (none, or none servable).
+  /// Returns the best servable entry for `alias` (see IsServable): newest
+  /// not_after first. A lookup only: no probing, no network.
+  /// Not an error: NotFound is a miss (none, or none servable).
   virtual absl::StatusOr<std::shared_ptr<const Entry>> Find(
       absl::string_view alias, const FindOptions& options = {}) = 0;
 
-  // Stores the entry atomically: readers see the old entries of the alias or
-  // the new one, never a certificate without its key. An entry with the same
-  // thumbprint replaces the stored one. FailedPrecondition when the key does
-  // not match the leaf; InvalidArgument for a null entry or a chain that
-  // does not decode. On error the store is unchanged.
+  /// Stores the entry atomically: readers see the old entries of the alias or
+  /// the new one, never a certificate without its key. An entry with the same
+  /// thumbprint replaces the stored one. FailedPrecondition when the key does
+  /// not match the leaf; InvalidArgument for a null entry or a chain that
+  /// does not decode. On error the store is unchanged.
   virtual absl::Status Put(std::shared_ptr<const Entry> entry) = 0;
 
-  // Removes every entry of `alias`, servable or not, and nothing of any other
-  // alias. Returns how many were removed; 0 is not an error.
+  /// Removes every entry of `alias`, servable or not, and nothing of any other
+  /// alias. Returns how many were removed; 0 is not an error.
   virtual absl::StatusOr<int> DeleteAllForAlias(absl::string_view alias) = 0;
 
-  // Proves the entry's key usable now (a fresh sign + verify against the
-  // leaf). The status is the verdict: OK, or FailedPrecondition with why;
-  // Unavailable when the key's home (a token) cannot be reached.
+  /// Proves the entry's key usable now (a fresh sign + verify against the
+  /// leaf). The status is the verdict: OK, or FailedPrecondition with why;
+  /// Unavailable when the key's home (a token) cannot be reached.
   virtual absl::Status ProbeKey(const Entry& entry) = 0;
 
-  // Makes a new key where this store keeps keys (on the token for PKCS#11,
-  // in process otherwise). The key is not stored until Put.
+  /// Makes a new key where this store keeps keys (on the token for PKCS#11,
+  /// in process otherwise). The key is not stored until Put.
   virtual absl::StatusOr<std::shared_ptr<const Key>> CreateKey(
       absl::string_view alias, const KeySpec& spec) = 0;
 
-  // Summaries of stored entries, servable or not, ordered by alias then
-  // newest not_after. Never decodes keys.
+  /// Summaries of stored entries, servable or not, ordered by alias then
+  /// newest not_after. Never decodes keys.
   virtual absl::StatusOr<std::vector<EntryInfo>> List(
       const ListOptions& options = {}) = 0;
 
-  // Takes the store's exclusive mint lock for `alias`: shared by every
-  // process that opens the same persistent store (in-process only for
-  // memory:), so that N racers mint once. Waits at most `timeout`; still
-  // held by someone else then is Unavailable (degrade, never hang). Locks
-  // of different aliases are independent. Not re-entrant.
+  /// Takes the store's exclusive mint lock for `alias`: shared by every
+  /// process that opens the same persistent store (in-process only for
+  /// memory:), so that N racers mint once. Waits at most `timeout`; still
+  /// held by someone else then is Unavailable (degrade, never hang). Locks
+  /// of different aliases are independent. Not re-entrant.
   virtual absl::StatusOr<std::unique_ptr<AliasLock>> LockAlias(
       absl::string_view alias, absl::Duration timeout) = 0;
 };
 
-// Forwards every call to another store; subclasses override what they
-// change (fault injection, recording, read-only views).
+/// Forwards every call to another store; subclasses override what they
+/// change (fault injection, recording, read-only views).
 class CERTSTORE_EXPORT CertStoreWrapper : public CertStore {
  public:
   explicit CertStoreWrapper(CertStore* target) : target_(target) {}

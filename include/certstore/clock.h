@@ -1,5 +1,6 @@
-// Injected time. Stores and clients take a `const Clock*` in their options so
-// that expiry and renewal can be tested with a ManualClock, never by sleeping.
+/// \file
+/// Injected time. Stores and clients take a `const Clock*` in their options so
+/// that expiry and renewal can be tested with a ManualClock, never by sleeping.
 #ifndef CERTSTORE_CLOCK_H_
 #define CERTSTORE_CLOCK_H_
 
@@ -15,17 +16,17 @@ class CERTSTORE_EXPORT Clock {
  public:
   virtual ~Clock() = default;
   virtual absl::Time Now() const = 0;
-  // Now() as Unix nanoseconds: what lookups compare with, without absl's
-  // out-of-line conversion. Clocks override it with a direct read.
+  /// Now() as Unix nanoseconds: what lookups compare with, without absl's
+  /// out-of-line conversion. Clocks override it with a direct read.
   virtual int64_t NowUnixNanos() const { return absl::ToUnixNanos(Now()); }
 
-  // The process-wide wall clock, read coarsely (one kernel tick, ~4 ms,
-  // of resolution; cheap enough for every lookup). Never null, never
-  // destroyed.
+  /// The process-wide wall clock, read coarsely (one kernel tick, ~4 ms,
+  /// of resolution; cheap enough for every lookup). Never null, never
+  /// destroyed.
   static const Clock* System();
 };
 
-// A clock that moves only when told to. Thread-safe.
+/// A clock that moves only when told to. Thread-safe.
 class CERTSTORE_EXPORT ManualClock final : public Clock {
  public:
   explicit ManualClock(absl::Time start) : nanos_(absl::ToUnixNanos(start)) {}

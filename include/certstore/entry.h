@@ -1,5 +1,6 @@
-// A binding credential: a certificate chain and its private key under an
-// alias, plus what the token client needs to use it.
+/// \file
+/// A binding credential: a certificate chain and its private key under an
+/// alias, plus what the token client needs to use it.
 #ifndef CERTSTORE_ENTRY_H_
 #define CERTSTORE_ENTRY_H_
 
@@ -22,17 +23,17 @@
 
 namespace certstore {
 
-// Aliases are 1..kMaxAliasBytes arbitrary bytes and compare exactly. Backends
-// that cannot hold some bytes say so in their own header.
+/// Aliases are 1..kMaxAliasBytes arbitrary bytes and compare exactly. Backends
+/// that cannot hold some bytes say so in their own header.
 inline constexpr size_t kMaxAliasBytes = 1024;
 
-// InvalidArgument for an empty or oversized alias.
+/// InvalidArgument for an empty or oversized alias.
 CERTSTORE_EXPORT absl::Status ValidateAlias(absl::string_view alias);
 
-// What the token client records next to a binding.
+/// What the token client records next to a binding.
 struct EntryMetadata {
-  std::string endpoint;   // mTLS token endpoint the certificate is for
-  std::string client_id;  // canonical client id
+  std::string endpoint;   ///< mTLS token endpoint the certificate is for
+  std::string client_id;  ///< canonical client id
   std::string tenant_id;
 
   bool operator==(const EntryMetadata& o) const {
@@ -41,29 +42,29 @@ struct EntryMetadata {
   }
 };
 
-// The raw parts an Entry is built from.
+/// The raw parts an Entry is built from.
 struct EntryParts {
   std::string alias;
-  std::vector<std::string> chain_der;  // DER certificates, leaf first
+  std::vector<std::string> chain_der;  ///< DER certificates, leaf first
   std::shared_ptr<const Key> key;
   EntryMetadata metadata;
   absl::Time created_at = absl::UnixEpoch();
 };
 
-struct LeafFacts;  // certstore/backend_author.h
+struct LeafFacts;  ///< certstore/backend_author.h
 
-// An immutable, thread-safe entry. Stores hand out shared_ptr<const Entry>;
-// holding one keeps its key alive. Every entry is checked before a store
-// keeps it: Put compares the key with the leaf's public key (see
-// CheckKeyMatchesLeaf) whoever built the entry, and nothing can mark an
-// entry as checked but that comparison itself.
+/// An immutable, thread-safe entry. Stores hand out shared_ptr<const Entry>;
+/// holding one keeps its key alive. Every entry is checked before a store
+/// keeps it: Put compares the key with the leaf's public key (see
+/// CheckKeyMatchesLeaf) whoever built the entry, and nothing can mark an
+/// entry as checked but that comparison itself.
 class CERTSTORE_EXPORT Entry {
  public:
-  // Builds an entry and decodes every certificate now (done once, at Put
-  // time, never on a lookup). InvalidArgument for a bad alias, an empty
-  // chain, a certificate that does not decode (naming its index) or a null
-  // key. Does not check that the key matches: Put does (see
-  // CheckKeyMatchesLeaf), so that a mismatch is refused by the store.
+  /// Builds an entry and decodes every certificate now (done once, at Put
+  /// time, never on a lookup). InvalidArgument for a bad alias, an empty
+  /// chain, a certificate that does not decode (naming its index) or a null
+  /// key. Does not check that the key matches: Put does (see
+  /// CheckKeyMatchesLeaf), so that a mismatch is refused by the store.
   static absl::StatusOr<std::shared_ptr<const Entry>> Create(EntryParts parts);
 
   Entry(const Entry&) = delete;
@@ -78,24 +79,24 @@ class CERTSTORE_EXPORT Entry {
   absl::Time not_after() const { return not_after_; }
   const std::string& thumbprint() const { return thumbprint_; }
 
-  // The decoded chain, leaf first. Decoded at most once per entry (entries
-  // from Create are decoded already). DataLoss if stored DER is corrupt.
+  /// The decoded chain, leaf first. Decoded at most once per entry (entries
+  /// from Create are decoded already). DataLoss if stored DER is corrupt.
   absl::StatusOr<absl::Span<X509* const>> Chain() const;
 
-  // The leaf's SubjectPublicKeyInfo DER, read from the certificate's DER
-  // without decoding it (~1 µs; kept). DataLoss if it has no such field.
+  /// The leaf's SubjectPublicKeyInfo DER, read from the certificate's DER
+  /// without decoding it (~1 µs; kept). DataLoss if it has no such field.
   absl::StatusOr<std::string> LeafPublicKeyDer() const;
 
-  // CheckKeyMatchesLeaf's verdict, computed on first call (a walk of the
-  // leaf's DER and a byte comparison, ~1-2 µs) and remembered: key and
-  // certificate never change.
+  /// CheckKeyMatchesLeaf's verdict, computed on first call (a walk of the
+  /// leaf's DER and a byte comparison, ~1-2 µs) and remembered: key and
+  /// certificate never change.
   absl::Status KeyMatchesLeaf() const;
 
-  // OK when every certificate has a certificate's DER shape (a walk of its
-  // outer structure, ~1 µs each; no signature or extension checks). What a
-  // cache's Put checks, so that entries restored from storage are not
-  // decoded just to be cached. InvalidArgument naming the certificate
-  // otherwise.
+  /// OK when every certificate has a certificate's DER shape (a walk of its
+  /// outer structure, ~1 µs each; no signature or extension checks). What a
+  /// cache's Put checks, so that entries restored from storage are not
+  /// decoded just to be cached. InvalidArgument naming the certificate
+  /// otherwise.
   absl::Status CheckWellFormed() const;
 
  private:
@@ -124,25 +125,25 @@ class CERTSTORE_EXPORT Entry {
   mutable absl::Status key_match_;
 };
 
-// OK when the entry's key is the leaf certificate's key; FailedPrecondition
-// (naming the thumbprint) otherwise. A comparison of public keys only: it
-// does not prove the key can sign (that is ProbeKey). Done once per entry
-// (Entry::KeyMatchesLeaf), so that every layer a Put or a back-fill writes
-// to does not repeat it.
+/// OK when the entry's key is the leaf certificate's key; FailedPrecondition
+/// (naming the thumbprint) otherwise. A comparison of public keys only: it
+/// does not prove the key can sign (that is ProbeKey). Done once per entry
+/// (Entry::KeyMatchesLeaf), so that every layer a Put or a back-fill writes
+/// to does not repeat it.
 CERTSTORE_EXPORT absl::Status CheckKeyMatchesLeaf(const Entry& entry);
 
-// How Find chooses.
+/// How Find chooses.
 struct FindOptions {
-  // An entry with less lifetime left than this is not served.
+  /// An entry with less lifetime left than this is not served.
   absl::Duration min_remaining = absl::Hours(24);
 };
 
-// The selection rule every backend applies: valid now, and at least
-// `min_remaining` before not_after. Among several, newest not_after wins.
+/// The selection rule every backend applies: valid now, and at least
+/// `min_remaining` before not_after. Among several, newest not_after wins.
 CERTSTORE_EXPORT bool IsServable(absl::Time not_before, absl::Time not_after,
                                  absl::Time now, const FindOptions& options);
 
-// A summary for listings; building one never decodes a key.
+/// A summary for listings; building one never decodes a key.
 struct EntryInfo {
   std::string alias;
   std::string thumbprint;
@@ -150,13 +151,13 @@ struct EntryInfo {
   absl::Time not_after;
   absl::Time created_at;
   size_t chain_length = 0;
-  std::string key_algorithm;  // "EC-P256"
-  std::string key_location;   // "software", token URI
-  std::string store;          // Name() of the store that holds it
+  std::string key_algorithm;  ///< "EC-P256"
+  std::string key_location;   ///< "software", token URI
+  std::string store;          ///< Name() of the store that holds it
 };
 
 struct ListOptions {
-  // Only entries whose alias starts with this (empty: all).
+  /// Only entries whose alias starts with this (empty: all).
   std::string alias_prefix;
 };
 

@@ -1,8 +1,9 @@
-// CERTSTORE_EXPORT marks what the certstore libraries export: the public
-// API declared under include/certstore/. The libraries are built with hidden
-// visibility, so in a shared build (BUILD_SHARED_LIBS=ON) everything else
-// stays inside its library. In a static build the macro changes nothing a
-// linker sees.
+/// \file
+/// CERTSTORE_EXPORT marks what the certstore libraries export: the public
+/// API declared under include/certstore/. The libraries are built with hidden
+/// visibility, so in a shared build (BUILD_SHARED_LIBS=ON) everything else
+/// stays inside its library. In a static build the macro changes nothing a
+/// linker sees.
 #ifndef CERTSTORE_EXPORT_H_
 #define CERTSTORE_EXPORT_H_
 

@@ -1,8 +1,9 @@
-// LayeredStore: composes stores, top first (memory over a persistent store),
-// into one CertStore: lookups served from the fastest layer that has the
-// entry, writes and evictions through every layer, and a layer that fails
-// bypassed rather than failing the call. Minting (single flight, sticky
-// eviction, renewal) is MintCoordinator's, on this or any other store.
+/// \file
+/// LayeredStore: composes stores, top first (memory over a persistent store),
+/// into one CertStore: lookups served from the fastest layer that has the
+/// entry, writes and evictions through every layer, and a layer that fails
+/// bypassed rather than failing the call. Minting (single flight, sticky
+/// eviction, renewal) is MintCoordinator's, on this or any other store.
 #ifndef CERTSTORE_LAYERED_STORE_H_
 #define CERTSTORE_LAYERED_STORE_H_
 
@@ -20,24 +21,26 @@
 namespace certstore {
 
 struct LayeredStoreOptions {
-  // Warnings (a layer bypassed, a failed back-fill) and info (evictions).
-  // Silent when empty.
+  /// Warnings (a layer bypassed, a failed back-fill) and info (evictions).
+  /// Silent when empty.
   LogCallback log;
 };
 
-// Counters since the store was opened.
+/// Counters since the store was opened.
 struct LayeredStoreMetrics {
-  std::vector<int64_t> hits_per_layer;  // index 0 = top
-  int64_t misses = 0;                   // no layer had a servable entry
+  std::vector<int64_t> hits_per_layer;  ///< index 0 = top
+  int64_t misses = 0;                   ///< no layer had a servable entry
   int64_t backfills = 0;
   int64_t puts = 0;
-  int64_t evictions = 0;     // DeleteAllForAlias calls
-  int64_t degradations = 0;  // a layer failed and was bypassed
+  int64_t evictions = 0;     ///< DeleteAllForAlias calls
+  int64_t degradations = 0;  ///< a layer failed and was bypassed
 };
 
+/// Thread-safe, like every CertStore; Find on a top-layer hit takes no lock.
 class CERTSTORE_EXPORT LayeredStore : public CertStore {
  public:
-  // Takes ownership of `layers` (top first, at least one, none null).
+  /// Takes ownership of `layers` (top first, at least one, none null).
+  /// InvalidArgument for no layers or a null one.
   static absl::StatusOr<std::unique_ptr<LayeredStore>> Open(
       std::vector<std::unique_ptr<CertStore>> layers,
       const LayeredStoreOptions& options = {});
@@ -62,9 +65,11 @@ class CERTSTORE_EXPORT LayeredStore : public CertStore {
   // - List: the union, one EntryInfo per (alias, thumbprint); its `store`
   //   names every layer that holds it.
 
+  /// Counters since Open (each a sum of per-thread stripes: exact once the
+  /// calls counted have returned).
   virtual LayeredStoreMetrics Metrics() const = 0;
 
-  // The layers, top first (owned by this store).
+  /// The layers, top first (owned by this store).
   virtual const std::vector<CertStore*>& layers() const = 0;
 };
 

@@ -1,5 +1,6 @@
-// RAII owners for the OpenSSL handles the project passes around. Every C
-// handle is held by one of these; nothing calls a *_free by hand.
+/// \file
+/// RAII owners for the OpenSSL handles the project passes around. Every C
+/// handle is held by one of these; nothing calls a *_free by hand.
 #ifndef CERTSTORE_OPENSSL_TYPES_H_
 #define CERTSTORE_OPENSSL_TYPES_H_
 

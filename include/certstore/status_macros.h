@@ -1,5 +1,6 @@
-// Status propagation helpers. Abseil 20220623 ships none, so the project owns
-// exactly one pair, here.
+/// \file
+/// Status propagation helpers. Abseil 20220623 ships none, so the project owns
+/// exactly one pair, here.
 #ifndef CERTSTORE_STATUS_MACROS_H_
 #define CERTSTORE_STATUS_MACROS_H_
 

@@ -1,6 +1,7 @@
-// TokenClient: gets mTLS-bound access tokens with a binding credential from
-// any CertStore (one SQLite file, a PKCS#11 token, or memory over either),
-// minting it on first use and healing it when it breaks.
+/// \file
+/// TokenClient: gets mTLS-bound access tokens with a binding credential from
+/// any CertStore (one SQLite file, a PKCS#11 token, or memory over either),
+/// minting it on first use and healing it when it breaks.
 #ifndef CERTSTORE_TOKEN_CLIENT_H_
 #define CERTSTORE_TOKEN_CLIENT_H_
 
@@ -19,8 +20,8 @@
 
 namespace certstore {
 
-// Deadlines of one GetToken call. `total` bounds the whole call, retries
-// included; connect and handshake bound each connection's phases.
+/// Deadlines of one GetToken call. `total` bounds the whole call, retries
+/// included; connect and handshake bound each connection's phases.
 struct RequestDeadlines {
   absl::Duration connect = absl::Seconds(3);
   absl::Duration handshake = absl::Seconds(5);
@@ -28,77 +29,89 @@ struct RequestDeadlines {
 };
 
 struct TokenClientOptions {
-  // The IMDS-style issuing endpoint, e.g. "http://127.0.0.1:40123".
+  /// The IMDS-style issuing endpoint, e.g. "http://127.0.0.1:40123".
   std::string issuing_url;
-  // PEM trust anchors for the token endpoint's server certificate; empty
-  // means the system roots.
+  /// PEM trust anchors for the token endpoint's server certificate; empty
+  /// means the system roots.
   std::string server_ca_pem;
-  // Key made for a new binding (CreateKey on the store: on the token for
-  // PKCS#11, in process otherwise).
+  /// Key made for a new binding (CreateKey on the store: on the token for
+  /// PKCS#11, in process otherwise).
   KeySpec key_spec;
-  // Alias suffix "#att=1" instead of "#att=0".
+  /// Alias suffix "#att=1" instead of "#att=0".
   bool attestation = false;
   RequestDeadlines deadlines;
-  // Network failures: at most this many attempts per request, exponential
-  // backoff from initial_backoff (x2, +/- 25 % jitter) up to max_backoff; a
-  // server's Retry-After is honoured when it fits the deadline.
+  /// Network failures: at most this many attempts per request, exponential
+  /// backoff from initial_backoff (x2, +/- 25 % jitter) up to max_backoff; a
+  /// server's Retry-After is honoured when it fits the deadline.
   int max_attempts = 3;
   absl::Duration initial_backoff = absl::Milliseconds(100);
   absl::Duration max_backoff = absl::Seconds(2);
-  // A cached token is refreshed this long before it expires.
+  /// A cached token is refreshed this long before it expires.
   absl::Duration refresh_ahead = absl::Minutes(5);
-  // Bindings with less lifetime left are not used (see FindOptions).
+  /// Bindings with less lifetime left are not used (see FindOptions).
   absl::Duration min_remaining = absl::Hours(24);
-  // How long a mint waits for the store's cross-process mint lock
-  // (MintCoordinatorOptions::lock_timeout).
+  /// How long a mint waits for the store's cross-process mint lock
+  /// (MintCoordinatorOptions::lock_timeout).
   absl::Duration mint_lock_timeout = absl::Milliseconds(500);
-  const Clock* clock = nullptr;  // null: Clock::System()
-  LogCallback log;               // silent when empty
+  const Clock* clock = nullptr;  ///< null: Clock::System()
+  LogCallback log;               ///< silent when empty
 };
 
 struct AccessToken {
-  std::string access_token;  // secret: never log it
-  std::string token_type;    // "mtls_pop"
+  std::string access_token;  ///< secret: never log it
+  std::string token_type;    ///< "mtls_pop"
   absl::Time expires_at;
   std::string alias;
   std::string scope;
-  std::string thumbprint;  // x5t#S256 of the binding it is bound to
+  std::string thumbprint;  ///< x5t#S256 of the binding it is bound to
   bool from_cache = false;
-  bool healed = false;  // an eviction + re-mint happened in this call
+  bool healed = false;  ///< an eviction + re-mint happened in this call
 };
 
 struct TokenClientMetrics {
-  int64_t token_requests = 0;  // requests sent to the token endpoint
+  int64_t token_requests = 0;  ///< requests sent to the token endpoint
   int64_t cache_hits = 0;
-  int64_t evictions = 0;  // bindings evicted after a credential failure
-  int64_t mints = 0;      // bindings this client minted and stored
+  int64_t evictions = 0;  ///< bindings evicted after a credential failure
+  int64_t mints = 0;      ///< bindings this client minted and stored
   int64_t probes = 0;
   int64_t network_retries = 0;
 };
 
-// Thread-safe: GetToken may be called from several threads at once.
+/// Thread-safe: GetToken may be called from several threads at once.
 class CERTSTORE_EXPORT TokenClient {
  public:
-  // `store` must outlive the client; any CertStore works (a LayeredStore
-  // from OpenStore, or a single store). Bindings are minted through a
-  // MintCoordinator on it: once per alias however many threads and
-  // processes ask, and after an eviction never served from the store again
-  // until a mint succeeds. InvalidArgument for a null store, a missing or
-  // malformed issuing_url, or bad retry settings.
+  /// `store` must outlive the client; any CertStore works (a LayeredStore
+  /// from OpenStore, or a single store). Bindings are minted through a
+  /// MintCoordinator on it: once per alias however many threads and
+  /// processes ask, and after an eviction never served from the store again
+  /// until a mint succeeds. InvalidArgument for a null store, a missing or
+  /// malformed issuing_url, or bad retry settings.
   static absl::StatusOr<std::unique_ptr<TokenClient>> Create(
       CertStore* store, const TokenClientOptions& options);
 
   virtual ~TokenClient() = default;
 
-  // Returns a token for `scope` (a resource URI; "/.default" is appended).
-  // On a credential failure (key cannot sign, certificate rejected,
-  // invalid_client) it evicts the binding (DeleteAllForAlias: every layer
-  // of a LayeredStore), mints a new one and retries exactly once; network
-  // failures are retried with backoff and never evict. Errors name the alias,
-  // thumbprint, phase, host and what the server said, and whether a re-mint
-  // happened.
+  /// Returns a token for `scope` (a resource URI; "/.default" is appended).
+  /// On a credential failure (key cannot sign, certificate rejected,
+  /// invalid_client) it evicts the binding (DeleteAllForAlias: every layer
+  /// of a LayeredStore), mints a new one and retries exactly once; network
+  /// failures are retried with backoff and never evict. Errors name the alias,
+  /// thumbprint, phase, host and what the server said, and whether a re-mint
+  /// happened:
+  ///   InvalidArgument     `scope` is empty or holds spaces, '&' or '='.
+  ///   Unauthenticated     the server refused the credential again after the
+  ///                       one eviction and re-mint; nothing more is tried.
+  ///   Unavailable         an endpoint was unreachable or kept failing (5xx,
+  ///                       429) through max_attempts, or the issuing endpoint
+  ///                       failed a mint; no eviction.
+  ///   DeadlineExceeded    deadlines.total passed; the message names the phase.
+  ///   FailedPrecondition  the token endpoint refused the request for a reason
+  ///                       neither a retry nor a new key can fix (e.g. 400).
+  ///   DataLoss            an endpoint answered 200 with a malformed body.
+  /// Other codes come from the store (see its header).
   virtual absl::StatusOr<AccessToken> GetToken(absl::string_view scope) = 0;
 
+  /// Counters since Create; a consistent snapshot.
   virtual TokenClientMetrics Metrics() const = 0;
 };
 

@@ -1,10 +1,13 @@
-// The backend conformance suite: one parameterised GoogleTest suite that
-// every CertStore must pass. A backend instantiates it with a factory:
-//
-//   INSTANTIATE_TEST_SUITE_P(Memory, CertStoreConformanceTest,
-//       ::testing::Values(ConformanceBackend{"memory", [](const Clock* c) {
-//         return OpenMyStore(c); }}),
-//       ConformanceBackendName);
+/// \file
+/// The backend conformance suite: one parameterised GoogleTest suite that
+/// every CertStore must pass. A backend instantiates it with a factory:
+///
+/// \code
+///   INSTANTIATE_TEST_SUITE_P(Memory, CertStoreConformanceTest,
+///       ::testing::Values(ConformanceBackend{"memory", [](const Clock* c) {
+///         return OpenMyStore(c); }}),
+///       ConformanceBackendName);
+/// \endcode
 #ifndef CERTSTORE_TESTING_CERT_STORE_CONFORMANCE_H_
 #define CERTSTORE_TESTING_CERT_STORE_CONFORMANCE_H_
 
@@ -25,13 +28,13 @@
 namespace certstore::testing {
 
 struct ConformanceBackend {
-  std::string name;  // test-name suffix: letters, digits, underscores
-  // Opens a new, empty store whose selection uses `clock`. Called once per
-  // test; the factory owns any temp directory or token it needs.
+  std::string name;  ///< test-name suffix: letters, digits, underscores
+  /// Opens a new, empty store whose selection uses `clock`. Called once per
+  /// test; the factory owns any temp directory or token it needs.
   std::function<absl::StatusOr<std::unique_ptr<CertStore>>(const Clock*)> open;
 };
 
-// So failures print "memory", not the struct's bytes.
+/// So failures print "memory", not the struct's bytes.
 inline void PrintTo(const ConformanceBackend& backend, std::ostream* os) {
   *os << backend.name;
 }
@@ -41,8 +44,8 @@ std::string ConformanceBackendName(
 
 inline constexpr absl::Duration kWeek = absl::Hours(24 * 7);
 
-// Fixture state shared by every conformance test: a manual clock at
-// TestNow(), a fresh store, and the binary-wide test PKI.
+/// Fixture state shared by every conformance test: a manual clock at
+/// TestNow(), a fresh store, and the binary-wide test PKI.
 class CertStoreConformanceTest
     : public ::testing::TestWithParam<ConformanceBackend> {
  protected:
@@ -59,7 +62,7 @@ class CertStoreConformanceTest
 
   absl::Time Now() const { return clock_.Now(); }
 
-  // An entry valid from a day ago for `lifetime`.
+  /// An entry valid from a day ago for `lifetime`.
   std::shared_ptr<const Entry> Fresh(const std::string& alias,
                                      absl::Duration lifetime = kWeek,
                                      int key_index = 0,
@@ -76,8 +79,8 @@ class CertStoreConformanceTest
                            not_before, not_after);
   }
 
-  // An entry whose leaf certifies PoolKey(key_index) but which carries
-  // another key.
+  /// An entry whose leaf certifies PoolKey(key_index) but which carries
+  /// another key.
   std::shared_ptr<const Entry> Mismatched(const std::string& alias) {
     LeafOptions leaf;
     leaf.not_before = Now() - absl::Hours(1);

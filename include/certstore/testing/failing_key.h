@@ -1,8 +1,9 @@
-// Keys that fail on purpose, wrapping a real key whose public key (and
-// EVP_PKEY) they keep, so stores accept them as matching the certificate:
-// FailingKey cannot sign (ProbeKey and the token client's recovery path);
-// UnexportableKey cannot be exported, like a token key (what stores that
-// write key bytes must refuse).
+/// \file
+/// Keys that fail on purpose, wrapping a real key whose public key (and
+/// EVP_PKEY) they keep, so stores accept them as matching the certificate:
+/// FailingKey cannot sign (ProbeKey and the token client's recovery path);
+/// UnexportableKey cannot be exported, like a token key (what stores that
+/// write key bytes must refuse).
 #ifndef CERTSTORE_TESTING_FAILING_KEY_H_
 #define CERTSTORE_TESTING_FAILING_KEY_H_
 

@@ -1,5 +1,6 @@
-// GoogleTest matchers for absl::Status / absl::StatusOr (Abseil 20220623
-// ships none): EXPECT_THAT(s, IsOk()); EXPECT_THAT(s, StatusIs(code)).
+/// \file
+/// GoogleTest matchers for absl::Status / absl::StatusOr (Abseil 20220623
+/// ships none): EXPECT_THAT(s, IsOk()); EXPECT_THAT(s, StatusIs(code)).
 #ifndef CERTSTORE_TESTING_STATUS_MATCHERS_H_
 #define CERTSTORE_TESTING_STATUS_MATCHERS_H_
 
@@ -39,7 +40,7 @@ MATCHER_P2(StatusIs, code, message_matcher,
              message_matcher, std::string(s.message()), result_listener);
 }
 
-// A StatusOr that is OK and whose value matches `value_matcher`.
+/// A StatusOr that is OK and whose value matches `value_matcher`.
 MATCHER_P(IsOkAndHolds, value_matcher, "is OK and holds a matching value") {
   if (!arg.ok()) {
     *result_listener << "status: " << arg.status().ToString();

@@ -1,6 +1,7 @@
-// A test PKI minted in process: root -> intermediate -> leaves, RSA and EC,
-// with chosen validity windows. Keys are generated once per test binary
-// (RSA-2048 costs ~0.3 s) and handed out from a small pool.
+/// \file
+/// A test PKI minted in process: root -> intermediate -> leaves, RSA and EC,
+/// with chosen validity windows. Keys are generated once per test binary
+/// (RSA-2048 costs ~0.3 s) and handed out from a small pool.
 #ifndef CERTSTORE_TESTING_TEST_PKI_H_
 #define CERTSTORE_TESTING_TEST_PKI_H_
 
@@ -14,8 +15,8 @@
 
 namespace certstore::testing {
 
-// A fixed, pre-generated key: index i of the pool for its type. The same
-// (type, index) always returns the same key within a binary.
+/// A fixed, pre-generated key: index i of the pool for its type. The same
+/// (type, index) always returns the same key within a binary.
 std::shared_ptr<const Key> PoolKey(KeyType type, int index = 0);
 
 struct LeafOptions {
@@ -23,22 +24,22 @@ struct LeafOptions {
   std::string tenant = "test-tenant";
   absl::Time not_before;
   absl::Time not_after;
-  bool include_intermediate = true;  // chain = leaf, intermediate
+  bool include_intermediate = true;  ///< chain = leaf, intermediate
 };
 
 class TestPki {
  public:
-  // Root and intermediate of type `ca_type`, valid 2000..2100.
+  /// Root and intermediate of type `ca_type`, valid 2000..2100.
   explicit TestPki(KeyType ca_type = KeyType::kEcP256);
   ~TestPki();
   TestPki(const TestPki&) = delete;
   TestPki& operator=(const TestPki&) = delete;
 
-  // A DER chain (leaf first) whose leaf certifies `key`.
+  /// A DER chain (leaf first) whose leaf certifies `key`.
   std::vector<std::string> IssueChain(const Key& key,
                                       const LeafOptions& options) const;
 
-  // An entry for `alias` with a leaf for `key` valid [not_before, not_after].
+  /// An entry for `alias` with a leaf for `key` valid [not_before, not_after].
   std::shared_ptr<const Entry> MakeEntry(const std::string& alias,
                                          std::shared_ptr<const Key> key,
                                          absl::Time not_before,
@@ -52,7 +53,7 @@ class TestPki {
   std::unique_ptr<Impl> impl_;
 };
 
-// A fixed "now" for tests that use a ManualClock: 2030-06-01T00:00:00Z.
+/// A fixed "now" for tests that use a ManualClock: 2030-06-01T00:00:00Z.
 absl::Time TestNow();
 
 }  // namespace certstore::testing

@@ -1,4 +1,4 @@
-#include "api/internal/leaf_der.h"
+#include "api/internal/der_walk.h"
 
 #include <openssl/asn1.h>
 #include <time.h>
@@ -118,6 +118,106 @@ absl::Status CheckCertificateShape(absl::string_view cert_der) {
   LeafFacts facts;
   absl::string_view spki;
   return Walk(cert_der, &facts, &spki);
+}
+
+namespace {
+
+// DER length octets for `n` bytes of contents.
+std::string DerLength(size_t n) {
+  if (n < 0x80) {
+    return std::string(1, static_cast<char>(n));
+  }
+  std::string bytes;
+  for (; n > 0; n >>= 8) {
+    bytes.insert(bytes.begin(), static_cast<char>(n & 0xff));
+  }
+  return std::string(1, static_cast<char>(0x80 | bytes.size())) + bytes;
+}
+
+std::string DerElement(unsigned char tag, absl::string_view contents) {
+  return absl::StrCat(std::string(1, static_cast<char>(tag)),
+                      DerLength(contents.size()), contents);
+}
+
+bool NextOfType(absl::string_view* in, int tag, Element* out) {
+  return Next(in, out) && out->tag == tag && out->cls == V_ASN1_UNIVERSAL;
+}
+
+// The public key, as a BIT STRING element, of the key `private_key` (the
+// PrivateKeyInfo's privateKey contents) whose algorithm is `algorithm`.
+bool PublicKeyBits(const Element& algorithm, absl::string_view private_key,
+                   std::string* bits) {
+  absl::string_view alg = algorithm.contents;
+  Element oid;
+  if (!NextOfType(&alg, V_ASN1_OBJECT, &oid)) {
+    return false;
+  }
+  // 1.2.840.113549.1.1.1 and 1.2.840.10045.2.1, as DER contents.
+  constexpr absl::string_view kRsaEncryption(
+      "\x2a\x86\x48\x86\xf7\x0d\x01\x01\x01", 9);
+  constexpr absl::string_view kEcPublicKey("\x2a\x86\x48\xce\x3d\x02\x01", 7);
+  Element key;
+  if (!NextSequence(&private_key, &key) || !private_key.empty()) {
+    return false;
+  }
+  absl::string_view fields = key.contents;
+  Element version, first, second;
+  if (oid.contents == kRsaEncryption) {
+    // RSAPrivateKey: version, modulus, publicExponent, …
+    if (!NextOfType(&fields, V_ASN1_INTEGER, &version) ||
+        !NextOfType(&fields, V_ASN1_INTEGER, &first) ||
+        !NextOfType(&fields, V_ASN1_INTEGER, &second)) {
+      return false;
+    }
+    const std::string rsa_public_key =
+        DerElement(V_ASN1_SEQUENCE | V_ASN1_CONSTRUCTED,
+                   absl::StrCat(first.whole, second.whole));
+    *bits = DerElement(V_ASN1_BIT_STRING,
+                       absl::StrCat(std::string(1, '\0'), rsa_public_key));
+    return true;
+  }
+  if (oid.contents == kEcPublicKey) {
+    // ECPrivateKey: version, privateKey, [0] parameters, [1] publicKey.
+    if (!NextOfType(&fields, V_ASN1_INTEGER, &version) ||
+        !NextOfType(&fields, V_ASN1_OCTET_STRING, &first)) {
+      return false;
+    }
+    while (Next(&fields, &second)) {
+      if (second.cls == V_ASN1_CONTEXT_SPECIFIC && second.tag == 1) {
+        absl::string_view inner = second.contents;
+        Element bit_string;
+        if (!NextOfType(&inner, V_ASN1_BIT_STRING, &bit_string) ||
+            !inner.empty()) {
+          return false;
+        }
+        *bits = std::string(bit_string.whole);
+        return true;
+      }
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> PublicKeyInfoFromPkcs8(
+    absl::string_view pkcs8_der) {
+  absl::string_view rest = pkcs8_der;
+  Element info, version, algorithm, private_key;
+  std::string bits;
+  absl::string_view fields;
+  const bool ok =
+      NextSequence(&rest, &info) && rest.empty() &&
+      (fields = info.contents, NextOfType(&fields, V_ASN1_INTEGER, &version)) &&
+      NextSequence(&fields, &algorithm) &&
+      NextOfType(&fields, V_ASN1_OCTET_STRING, &private_key) &&
+      PublicKeyBits(algorithm, private_key.contents, &bits);
+  if (!ok) {
+    return absl::InvalidArgumentError(
+        "no public key readable from the PKCS#8 structure");
+  }
+  return DerElement(V_ASN1_SEQUENCE | V_ASN1_CONSTRUCTED,
+                    absl::StrCat(algorithm.whole, bits));
 }
 
 }  // namespace certstore::internal
