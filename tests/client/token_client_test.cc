@@ -1,6 +1,8 @@
-// TokenClient against the emulator on loopback, over real layered stores:
-// mint, cache, restart, the recovery matrix, network failures, deadlines,
-// and single-flight across processes. Counters come from the emulator.
+// TokenClient against the emulator on loopback, over real stores — layered
+// (memory over a backend, as OpenStore opens them) and plain (one backend
+// alone, no LayeredStore): mint, cache, restart, the recovery matrix,
+// network failures, deadlines, and single-flight across processes.
+// Counters come from the emulator.
 #include "certstore/token_client.h"
 
 #include <gmock/gmock.h>
@@ -15,8 +17,13 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "certstore/layered_store.h"
 #include "certstore/open_store.h"
+#include "certstore/pem_dir_store.h"
+#include "certstore/pkcs11_store.h"
+#include "certstore/sqlite_store.h"
 #include "certstore/testing/status_matchers.h"
 #include "emulator/emulator.h"
 #include "tests/pkcs11/softhsm_token.h"
@@ -45,6 +52,37 @@ const SoftHsmToken& MatrixToken() {
     return created->release();
   }();
   return *token;
+}
+
+// A URI starting with "memory:," is opened by OpenStore (a LayeredStore);
+// any other names one backend, opened by its own Open function.
+absl::StatusOr<std::unique_ptr<CertStore>> OpenUri(const std::string& uri) {
+  if (absl::StartsWith(uri, "memory:,")) {
+    auto layered = OpenStore(uri);
+    if (!layered.ok()) {
+      return layered.status();
+    }
+    return std::unique_ptr<CertStore>(*std::move(layered));
+  }
+  if (absl::StartsWith(uri, "sqlite:")) {
+    return OpenSqliteStore(uri.substr(7));
+  }
+  if (absl::StartsWith(uri, "file:")) {
+    return OpenPemDirStore(uri.substr(5));
+  }
+  auto options = ParsePkcs11Uri(uri);
+  if (!options.ok()) {
+    return options.status();
+  }
+  return OpenPkcs11Store(*options);
+}
+
+// Where a binding lives: every layer of a LayeredStore, or the store.
+std::vector<CertStore*> PlacesOf(CertStore* store) {
+  if (auto* layered = dynamic_cast<LayeredStore*>(store)) {
+    return layered->layers();
+  }
+  return {store};
 }
 
 class TokenClientTest : public ::testing::TestWithParam<std::string> {
@@ -80,7 +118,7 @@ class TokenClientTest : public ::testing::TestWithParam<std::string> {
   void NewProcessLikeClient(TokenClientOptions options = {}) {
     client_.reset();
     store_.reset();
-    auto store = OpenStore(uri_);
+    auto store = OpenUri(uri_);
     ASSERT_OK(store);
     store_ = *std::move(store);
     if (options.issuing_url.empty()) {
@@ -108,7 +146,7 @@ class TokenClientTest : public ::testing::TestWithParam<std::string> {
   TempDir dir_;
   std::string uri_;
   std::unique_ptr<Emulator> emulator_;
-  std::unique_ptr<LayeredStore> store_;
+  std::unique_ptr<CertStore> store_;
   std::unique_ptr<TokenClient> client_;
 };
 
@@ -164,7 +202,7 @@ class CredentialRecovery : public TokenClientTest {
     EXPECT_EQ(BoundThumbprint(*token), token->thumbprint);
     EXPECT_EQ(emulator_->GetCounters().mints, 2);  // the first + the heal
     EXPECT_EQ(client_->Metrics().evictions, 1);
-    for (CertStore* layer : store_->layers()) {
+    for (CertStore* layer : PlacesOf(store_.get())) {
       auto found = layer->Find(token->alias);
       ASSERT_OK(found) << layer->Name();
       EXPECT_EQ((*found)->thumbprint(), token->thumbprint) << layer->Name();
@@ -328,7 +366,7 @@ TEST_P(CrossProcessTest, SixtyFourThreadsInFourProcessesMintOnce) {
       close(go[1]);
       char byte;
       (void)!read(go[0], &byte, 1);
-      auto store = OpenStore(uri_);
+      auto store = OpenUri(uri_);
       if (!store.ok()) {
         _exit(2);
       }
@@ -380,15 +418,17 @@ TEST(TokenClientCreateTest, RefusesBadOptions) {
               StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
-const auto kBackends =
-    ::testing::Values("memory:,sqlite:{dir}/s.db", "memory:,file:{dir}/certs",
-                      "memory:,{pkcs11}");
+const auto kBackends = ::testing::Values(
+    "memory:,sqlite:{dir}/s.db", "memory:,file:{dir}/certs", "memory:,{pkcs11}",
+    "sqlite:{dir}/s.db", "file:{dir}/certs", "{pkcs11}");
 std::string BackendName(const ::testing::TestParamInfo<std::string>& p) {
+  const std::string shape =
+      absl::StartsWith(p.param, "memory:,") ? "memory_over_" : "plain_";
   if (p.param.find("sqlite") != std::string::npos) {
-    return "memory_over_sqlite";
+    return shape + "sqlite";
   }
-  return p.param.find("file") != std::string::npos ? "memory_over_file"
-                                                   : "memory_over_pkcs11";
+  return shape +
+         (p.param.find("file") != std::string::npos ? "file" : "pkcs11");
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, TokenClientTest, kBackends, BackendName);
