@@ -1,13 +1,13 @@
 #include "certstore/open_store.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
-#include <fstream>
 #include <functional>
-#include <nlohmann/json.hpp>
-#include <sstream>
+#include <optional>
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
@@ -18,7 +18,9 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "api/internal/directories.h"
+#include "api/internal/json.h"
 #include "api/internal/posix_status.h"
+#include "api/internal/unique_fd.h"
 #include "certstore/errors.h"
 #include "certstore/memory_store.h"
 #include "certstore/pem_dir_store.h"
@@ -33,7 +35,7 @@
 namespace certstore {
 namespace {
 
-using Json = nlohmann::json;
+using internal::Json;
 using Opener = std::function<absl::StatusOr<std::unique_ptr<CertStore>>(
     absl::string_view layer, const OpenStoreOptions& options)>;
 using Query = absl::flat_hash_map<std::string, std::string>;
@@ -221,6 +223,46 @@ bool StartsLayer(absl::string_view rest) {
   return false;
 }
 
+// The config file's bytes: a regular file of at most kMaxConfigBytes (a
+// device, a FIFO or a huge file is refused before it is read).
+absl::StatusOr<std::string> ReadConfigFile(const std::string& path) {
+  const std::string context = absl::StrCat("config ", path);
+  internal::UniqueFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
+  if (fd.get() < 0) {
+    return internal::ErrnoStatus(errno, absl::StrCat(context, ": open"));
+  }
+  struct stat st;
+  if (fstat(fd.get(), &st) != 0) {
+    return internal::ErrnoStatus(errno, absl::StrCat(context, ": stat"));
+  }
+  if (!S_ISREG(st.st_mode)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(context, ": not a regular file"));
+  }
+  if (st.st_size > static_cast<off_t>(kMaxConfigBytes)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(context, ": ", st.st_size, " bytes is larger than ",
+                     kMaxConfigBytes, " (a config is a few lines of JSON)"));
+  }
+  std::string text(static_cast<size_t>(st.st_size), '\0');
+  size_t got = 0;
+  while (got < text.size()) {
+    const ssize_t n = read(fd.get(), &text[got], text.size() - got);
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n < 0) {
+      return internal::ErrnoStatus(errno, absl::StrCat(context, ": read"));
+    }
+    if (n == 0) {
+      break;
+    }
+    got += static_cast<size_t>(n);
+  }
+  text.resize(got);
+  return text;
+}
+
 }  // namespace
 
 std::vector<std::string> StoreSchemes() {
@@ -341,32 +383,29 @@ absl::StatusOr<std::string> ResolveStoreUri(absl::string_view flag_store,
   if (config.empty()) {
     return DefaultStoreUri();
   }
-  std::ifstream in(config);
-  if (!in) {
-    return internal::ErrnoStatus(errno,
-                                 absl::StrCat("config ", config, ": open"));
-  }
-  std::stringstream text;
-  text << in.rdbuf();
-  Json json = Json::parse(text.str(), nullptr, false);
-  if (json.is_object() && json["store"].is_string()) {
-    return json["store"].get<std::string>();
-  }
-  if (json.is_object() && json["layers"].is_array() &&
-      !json["layers"].empty()) {
-    std::vector<std::string> layers;
-    for (const Json& layer : json["layers"]) {
-      if (!layer.is_string()) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "config ", config,
-            ": expected every entry of \"layers\" to be a string"));
-      }
-      layers.push_back(layer.get<std::string>());
+  CERTSTORE_ASSIGN_OR_RETURN(std::string text, ReadConfigFile(config));
+  const std::string context = absl::StrCat("config ", config);
+  std::optional<Json> json = internal::ParseJsonObject(text);
+  if (json.has_value()) {
+    if (std::optional<std::string> store =
+            internal::JsonString(*json, "store")) {
+      return *store;
     }
-    return absl::StrJoin(layers, ",");
+    auto layers = json->find("layers");
+    if (layers != json->end() && layers->is_array() && !layers->empty()) {
+      std::vector<std::string> uris;
+      for (const Json& layer : *layers) {
+        if (!layer.is_string()) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              context, ": expected every entry of \"layers\" to be a string"));
+        }
+        uris.push_back(layer.get<std::string>());
+      }
+      return absl::StrJoin(uris, ",");
+    }
   }
   return absl::InvalidArgumentError(
-      absl::StrCat("config ", config,
+      absl::StrCat(context,
                    ": expected a JSON object with \"store\": \"<uri>\" "
                    "or \"layers\": [\"<uri>\", …]"));
 }

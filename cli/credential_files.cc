@@ -10,6 +10,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "api/internal/limits.h"
 #include "api/internal/posix_status.h"
 #include "api/internal/unique_fd.h"
 #include "certstore/chain.h"
@@ -45,6 +46,143 @@ absl::Status PutLeafFirst(std::vector<std::string>& chain_der, const Key& key,
       absl::StrCat(file, ": no certificate matches the private key"));
 }
 
+// The iteration count (or scrypt cost) a password-based algorithm asks
+// for: the PBES2 key function's, a PKCS#12 / PKCS#5 v1 PBE's; 1 when the
+// algorithm has none; -1 when its parameters do not decode.
+int64_t PbeCost(const X509_ALGOR* alg) {
+  const ASN1_OBJECT* oid = nullptr;
+  int type = 0;
+  const void* param = nullptr;
+  X509_ALGOR_get0(&oid, &type, &param, alg);
+  const ASN1_TYPE* params = alg->parameter;
+  auto value = [](const ASN1_INTEGER* n) -> int64_t {
+    int64_t v = 1;
+    return n == nullptr ? 1 : ASN1_INTEGER_get_int64(&v, n) == 1 ? v : -1;
+  };
+  if (OBJ_obj2nid(oid) != NID_pbes2) {
+    PBEPARAM* pbe = static_cast<PBEPARAM*>(
+        ASN1_TYPE_unpack_sequence(ASN1_ITEM_rptr(PBEPARAM), params));
+    const int64_t cost = pbe != nullptr ? value(pbe->iter) : -1;
+    PBEPARAM_free(pbe);
+    return cost;
+  }
+  PBE2PARAM* pbe2 = static_cast<PBE2PARAM*>(
+      ASN1_TYPE_unpack_sequence(ASN1_ITEM_rptr(PBE2PARAM), params));
+  int64_t cost = -1;
+  if (pbe2 != nullptr &&
+      OBJ_obj2nid(pbe2->keyfunc->algorithm) == NID_id_pbkdf2) {
+    PBKDF2PARAM* kdf = static_cast<PBKDF2PARAM*>(ASN1_TYPE_unpack_sequence(
+        ASN1_ITEM_rptr(PBKDF2PARAM), pbe2->keyfunc->parameter));
+    cost = kdf != nullptr ? value(kdf->iter) : -1;
+    PBKDF2PARAM_free(kdf);
+  } else if (pbe2 != nullptr &&
+             OBJ_obj2nid(pbe2->keyfunc->algorithm) == NID_id_scrypt) {
+    SCRYPT_PARAMS* scrypt =
+        static_cast<SCRYPT_PARAMS*>(ASN1_TYPE_unpack_sequence(
+            ASN1_ITEM_rptr(SCRYPT_PARAMS), pbe2->keyfunc->parameter));
+    const int64_t n = scrypt != nullptr ? value(scrypt->costParameter) : -1;
+    // Measured against the scrypt cap, reported on the iteration scale.
+    cost = n < 0                          ? -1
+           : n > internal::kMaxScryptCost ? internal::kMaxKdfIterations + 1
+                                          : 1;
+    SCRYPT_PARAMS_free(scrypt);
+  }
+  PBE2PARAM_free(pbe2);
+  return cost;
+}
+
+absl::Status CheckCost(const X509_ALGOR* alg, absl::string_view where,
+                       absl::string_view path) {
+  const int64_t cost = PbeCost(alg);
+  if (cost < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        path, ": the PKCS#12 ", where, " has parameters that do not decode"));
+  }
+  if (cost > internal::kMaxKdfIterations) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        path, ": the PKCS#12 ", where, " asks for ", cost,
+        " iterations; certstore runs at most ", internal::kMaxKdfIterations));
+  }
+  return absl::OkStatus();
+}
+
+// The shrouded keys' costs among `bags` (and bags nested in them).
+absl::Status CheckBags(const STACK_OF(PKCS12_SAFEBAG) * bags,
+                       absl::string_view path, int depth) {
+  if (depth > 4) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": PKCS#12 bags nested deeper than 4"));
+  }
+  for (int i = 0; i < sk_PKCS12_SAFEBAG_num(bags); ++i) {
+    const PKCS12_SAFEBAG* bag = sk_PKCS12_SAFEBAG_value(bags, i);
+    if (PKCS12_SAFEBAG_get_nid(bag) == NID_pkcs8ShroudedKeyBag) {
+      const X509_ALGOR* alg = nullptr;
+      X509_SIG_get0(PKCS12_SAFEBAG_get0_pkcs8(bag), &alg, nullptr);
+      CERTSTORE_RETURN_IF_ERROR(CheckCost(alg, "key encryption", path));
+    } else if (PKCS12_SAFEBAG_get_nid(bag) == NID_safeContentsBag) {
+      CERTSTORE_RETURN_IF_ERROR(
+          CheckBags(PKCS12_SAFEBAG_get0_safes(bag), path, depth + 1));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// Refuses a PKCS#12 that would make OpenSSL run more than
+// kMaxKdfIterations for its MAC or any password-based encryption in it,
+// before anything runs them (a file asking for 2^31 - 1 iterations would
+// take minutes). Encrypted contents are decrypted with their already
+// checked algorithm to reach the keys inside.
+absl::Status CheckPkcs12Costs(const PKCS12* p12, const std::string& password,
+                              absl::string_view path) {
+  const ASN1_INTEGER* mac_iterations = nullptr;
+  const X509_ALGOR* mac_alg = nullptr;
+  PKCS12_get0_mac(nullptr, &mac_alg, nullptr, &mac_iterations, p12);
+  int64_t mac_cost = 1;
+  if (mac_iterations != nullptr &&
+      (ASN1_INTEGER_get_int64(&mac_cost, mac_iterations) != 1 ||
+       mac_cost > internal::kMaxKdfIterations)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": the PKCS#12 MAC asks for more than ",
+                     internal::kMaxKdfIterations,
+                     " iterations; certstore runs at most that"));
+  }
+  auto free_p7 = [](STACK_OF(PKCS7) * s) { sk_PKCS7_pop_free(s, PKCS7_free); };
+  std::unique_ptr<STACK_OF(PKCS7), decltype(free_p7)> safes(
+      PKCS12_unpack_authsafes(p12), free_p7);
+  if (safes == nullptr) {
+    ClearOpenSslErrors();
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": the PKCS#12 contents do not decode"));
+  }
+  auto free_bags = [](STACK_OF(PKCS12_SAFEBAG) * s) {
+    sk_PKCS12_SAFEBAG_pop_free(s, PKCS12_SAFEBAG_free);
+  };
+  for (int i = 0; i < sk_PKCS7_num(safes.get()); ++i) {
+    PKCS7* p7 = sk_PKCS7_value(safes.get(), i);
+    std::unique_ptr<STACK_OF(PKCS12_SAFEBAG), decltype(free_bags)> bags(
+        nullptr, free_bags);
+    const int nid = OBJ_obj2nid(p7->type);
+    if (nid == NID_pkcs7_data) {
+      bags.reset(PKCS12_unpack_p7data(p7));
+    } else if (nid == NID_pkcs7_encrypted) {
+      if (p7->d.encrypted == nullptr || p7->d.encrypted->enc_data == nullptr) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(path, ": a PKCS#12 encrypted part does not decode"));
+      }
+      CERTSTORE_RETURN_IF_ERROR(CheckCost(p7->d.encrypted->enc_data->algorithm,
+                                          "content encryption", path));
+      bags.reset(PKCS12_unpack_p7encdata(p7, password.c_str(),
+                                         static_cast<int>(password.size())));
+    }
+    if (bags == nullptr) {
+      ClearOpenSslErrors();
+      continue;  // PKCS12_parse says why (wrong password, cipher)
+    }
+    CERTSTORE_RETURN_IF_ERROR(CheckBags(bags.get(), path, 0));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<Credential> ReadPkcs12(const std::string& path,
                                       const std::string& content,
                                       const std::string& password_file) {
@@ -60,6 +198,11 @@ absl::StatusOr<Credential> ReadPkcs12(const std::string& path,
     return OpenSslError(
         absl::StatusCode::kInvalidArgument,
         absl::StrCat(path, ": neither PEM nor a PKCS#12 (DER) file"));
+  }
+  if (absl::Status costs = CheckPkcs12Costs(p12.get(), password, path);
+      !costs.ok()) {
+    OPENSSL_cleanse(&password[0], password.size());
+    return costs;
   }
   EVP_PKEY* pkey = nullptr;
   X509* leaf = nullptr;

@@ -8,16 +8,17 @@
 #include <utility>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "api/internal/json.h"
 #include "certstore/chain.h"
 #include "certstore/errors.h"
 #include "certstore/status_macros.h"
 #include "cli/endpoint_probe_internal.h"
-#include "nlohmann/json.hpp"
 
 namespace certstore::cli {
 namespace {
@@ -128,7 +129,9 @@ std::optional<ResponseHead> ParseHead(absl::string_view raw) {
   return head;
 }
 
-// Decodes a chunked body; false until the last chunk arrived.
+// Decodes a chunked body; false until the last chunk arrived. A chunk
+// size is compared with what is buffered before any arithmetic on it, so
+// that a hostile size (2^64 - 3) cannot wrap.
 bool Dechunk(absl::string_view in, std::string* out) {
   out->clear();
   for (;;) {
@@ -141,7 +144,7 @@ bool Dechunk(absl::string_view in, std::string* out) {
     if (size == 0) {
       return true;
     }
-    if (in.size() < eol + 2 + size + 2) {
+    if (size > in.size() || in.size() - size < eol + 4) {
       return false;
     }
     out->append(in.data() + eol + 2, size);
@@ -204,33 +207,32 @@ absl::Status ReadResponse(TlsSession& session, absl::Time deadline, int* status,
   }
 }
 
-std::string JsonString(const nlohmann::json& json, const char* field) {
-  auto it = json.find(field);
-  return it != json.end() && it->is_string() ? it->get<std::string>() : "";
+std::string JsonString(const internal::Json& json, const char* field) {
+  return internal::JsonString(json, field).value_or("");
 }
 
 // What the body says; the access token is looked at by nobody.
 absl::Status JudgeTokenResponse(int http_status, const std::string& body,
                                 EndpointProbeReport* report) {
-  const nlohmann::json json = nlohmann::json::parse(body, nullptr, false);
+  const internal::Json json =
+      internal::ParseJsonObject(body).value_or(internal::Json());
   if (http_status == 200) {
-    report->token_type = json.is_object() ? JsonString(json, "token_type") : "";
-    auto it = json.is_object() ? json.find("expires_in") : json.end();
-    if (it != json.end() && it->is_number_integer()) {
-      report->expires_in = it->get<int64_t>();
-    } else if (it != json.end() && it->is_string()) {
-      absl::SimpleAtoi(it->get<std::string>(), &report->expires_in);
-    }
+    report->token_type = JsonString(json, "token_type");
+    report->expires_in =
+        internal::JsonInteger(json, "expires_in", 0, INT64_MAX).value_or(0);
     return report->token_type.empty()
                ? absl::UnknownError("HTTP 200 without a token_type")
                : absl::OkStatus();
   }
   std::string message = absl::StrCat("HTTP ", http_status);
-  if (json.is_object() && !JsonString(json, "error").empty()) {
-    absl::StrAppend(&message, ": ", JsonString(json, "error"));
+  // Server text is escaped: it reaches a terminal.
+  if (!JsonString(json, "error").empty()) {
+    absl::StrAppend(&message, ": ",
+                    absl::CHexEscape(JsonString(json, "error").substr(0, 300)));
     const std::string description = JsonString(json, "error_description");
     if (!description.empty()) {
-      absl::StrAppend(&message, ": ", description.substr(0, 300));
+      absl::StrAppend(&message, ": ",
+                      absl::CHexEscape(description.substr(0, 300)));
     }
   }
   if (http_status == 401) {

@@ -3,18 +3,22 @@
 #include <openssl/x509.h>
 
 #include <memory>
-#include <nlohmann/json.hpp>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "api/internal/json.h"
 #include "certstore/errors.h"
 #include "certstore/openssl_types.h"
 
 namespace certstore::client_internal {
 namespace {
 
-using Json = nlohmann::json;
+using internal::Json;
+
+// A chain longer than this is refused: real ones hold two or three.
+constexpr size_t kMaxChainCertificates = 8;
 
 bool AddName(X509_NAME* name, const char* field, absl::string_view value) {
   return X509_NAME_add_entry_by_txt(
@@ -63,20 +67,30 @@ absl::StatusOr<std::string> MakeCsr(const Key& key, absl::string_view client_id,
 
 absl::StatusOr<EntryParts> ParseIssuedCredential(absl::string_view json,
                                                  absl::string_view context) {
-  Json body = Json::parse(json.begin(), json.end(), nullptr, false);
-  if (!body.is_object()) {
-    return absl::DataLossError(
-        absl::StrCat(context, ": issuing endpoint answer is not JSON"));
+  std::optional<Json> body = internal::ParseJsonObject(json);
+  if (!body.has_value()) {
+    return absl::DataLossError(absl::StrCat(
+        context, ": issuing endpoint answer is not a JSON object (",
+        json.size(), " bytes)"));
   }
   EntryParts parts;
-  absl::StatusOr<std::string> leaf =
-      DecodeBase64Field(body["certificate"], "certificate", context);
+  absl::StatusOr<std::string> leaf = DecodeBase64Field(
+      body->contains("certificate") ? (*body)["certificate"] : Json(),
+      "certificate", context);
   if (!leaf.ok()) {
     return leaf.status();
   }
   parts.chain_der.push_back(*std::move(leaf));
-  if (body.contains("certificate_chain")) {
-    for (const Json& cert : body["certificate_chain"]) {
+  if (body->contains("certificate_chain")) {
+    const Json& chain = (*body)["certificate_chain"];
+    if (!chain.is_array() || chain.size() > kMaxChainCertificates) {
+      return absl::DataLossError(absl::StrCat(
+          context,
+          ": issuing endpoint answer's certificate_chain is not an "
+          "array of at most ",
+          kMaxChainCertificates, " base64 certificates"));
+    }
+    for (const Json& cert : chain) {
       absl::StatusOr<std::string> der =
           DecodeBase64Field(cert, "certificate_chain entry", context);
       if (!der.ok()) {
@@ -85,13 +99,17 @@ absl::StatusOr<EntryParts> ParseIssuedCredential(absl::string_view json,
       parts.chain_der.push_back(*std::move(der));
     }
   }
-  parts.metadata.endpoint = body.value("mtls_authentication_endpoint", "");
-  parts.metadata.client_id = body.value("client_id", "");
-  parts.metadata.tenant_id = body.value("tenant_id", "");
+  parts.metadata.endpoint =
+      internal::JsonString(*body, "mtls_authentication_endpoint").value_or("");
+  parts.metadata.client_id =
+      internal::JsonString(*body, "client_id").value_or("");
+  parts.metadata.tenant_id =
+      internal::JsonString(*body, "tenant_id").value_or("");
   if (parts.metadata.endpoint.empty()) {
     return absl::DataLossError(absl::StrCat(
         context,
-        ": issuing endpoint answer has no mtls_authentication_endpoint"));
+        ": issuing endpoint answer has no mtls_authentication_endpoint "
+        "string"));
   }
   return parts;
 }

@@ -92,9 +92,22 @@ CURLcode SslContextCallback(CURL*, void* ssl_ctx, void* user) {
   return CURLE_OK;
 }
 
+// Where the body goes, up to kMaxResponseBytes; past it the transfer is
+// aborted (returning less than given makes curl stop with a write error).
+struct BodySink {
+  std::string* body;
+  bool too_large = false;
+};
+
 size_t AppendBody(char* data, size_t size, size_t count, void* user) {
-  static_cast<std::string*>(user)->append(data, size * count);
-  return size * count;
+  auto* sink = static_cast<BodySink*>(user);
+  const size_t n = size * count;
+  if (n > kMaxResponseBytes - sink->body->size()) {
+    sink->too_large = true;
+    return 0;
+  }
+  sink->body->append(data, n);
+  return n;
 }
 
 RequestPhase PhaseOf(CURL* curl, const TlsTrace& trace, bool https) {
@@ -145,8 +158,12 @@ HttpResult Perform(const HttpRequest& request, const Deadlines& deadlines,
   curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(c, CURLOPT_ERRORBUFFER, error);
   curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers.get());
+  BodySink sink{&result.body};
   curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, AppendBody);
-  curl_easy_setopt(c, CURLOPT_WRITEDATA, &result.body);
+  curl_easy_setopt(c, CURLOPT_WRITEDATA, &sink);
+  // A larger announced Content-Length is refused before any body is read.
+  curl_easy_setopt(c, CURLOPT_MAXFILESIZE_LARGE,
+                   static_cast<curl_off_t>(kMaxResponseBytes));
   curl_easy_setopt(c, CURLOPT_FORBID_REUSE, 1L);
   // curl's connect timeout covers TCP and the TLS handshake.
   curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS,
@@ -192,7 +209,11 @@ HttpResult Perform(const HttpRequest& request, const Deadlines& deadlines,
       retry_after > 0) {
     outcome.retry_after = absl::Seconds(retry_after);
   }
-  if (code != CURLE_OK) {
+  if (sink.too_large || code == CURLE_FILESIZE_EXCEEDED) {
+    result.error = absl::StrCat("the response body is larger than ",
+                                kMaxResponseBytes, " bytes (refused)");
+    result.body.clear();
+  } else if (code != CURLE_OK) {
     result.error = error[0] != '\0' ? error : curl_easy_strerror(code);
   }
   return result;

@@ -14,6 +14,10 @@
 
 namespace certstore::client_internal {
 
+// The most response body one exchange reads; a larger body (announced or
+// sent) ends the exchange with an error and an empty body.
+inline constexpr size_t kMaxResponseBytes = 1 << 20;
+
 // connect / handshake as configured; total = what is left of the call's
 // budget for this attempt.
 using Deadlines = RequestDeadlines;

@@ -4,7 +4,6 @@
 #include <openssl/x509.h>
 
 #include <algorithm>
-#include <nlohmann/json.hpp>
 #include <random>
 #include <thread>
 #include <utility>
@@ -16,6 +15,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "api/internal/json.h"
 #include "certstore/errors.h"
 #include "certstore/mint_coordinator.h"
 #include "certstore/openssl_types.h"
@@ -28,9 +28,13 @@ namespace {
 
 using client_internal::HttpRequest;
 using client_internal::HttpResult;
-using Json = nlohmann::json;
+using internal::Json;
+using internal::JsonString;
 
 constexpr absl::string_view kComponent = "client";
+
+// A token lifetime beyond this (a year) is a server's mistake, not a token.
+constexpr int64_t kMaxTokenLifetimeSeconds = 366 * 24 * 3600;
 
 struct Platform {
   std::string client_id;
@@ -45,17 +49,31 @@ struct Call {
   std::string evicted_thumbprint;
 };
 
+// Text a server chose, for a message: escaped (control bytes, invalid
+// UTF-8) and shortened, so that a hostile server cannot forge log lines or
+// flood them.
+std::string QuoteServerText(absl::string_view text) {
+  constexpr size_t kMaxQuoted = 256;
+  std::string escaped = absl::CHexEscape(text.substr(0, kMaxQuoted));
+  if (text.size() > kMaxQuoted) {
+    absl::StrAppend(&escaped, "… (", text.size(), " bytes)");
+  }
+  return escaped;
+}
+
 // What a failed exchange looked like, for messages: phase, host, and what
 // the server (or the network) said.
 std::string DescribeFailure(const HttpResult& r) {
   std::string said;
   if (r.outcome.http_status != 0) {
     said = absl::StrCat("HTTP ", r.outcome.http_status);
-    Json body = Json::parse(r.body, nullptr, false);
-    if (body.is_object() && body.contains("error")) {
-      absl::StrAppend(&said, " ", body.value("error", ""));
-      if (body.contains("error_description")) {
-        absl::StrAppend(&said, " (", body.value("error_description", ""), ")");
+    std::optional<Json> body = internal::ParseJsonObject(r.body);
+    std::optional<std::string> error =
+        body.has_value() ? JsonString(*body, "error") : std::nullopt;
+    if (error.has_value()) {
+      absl::StrAppend(&said, " ", QuoteServerText(*error));
+      if (auto description = JsonString(*body, "error_description")) {
+        absl::StrAppend(&said, " (", QuoteServerText(*description), ")");
       }
     }
   } else {
@@ -72,6 +90,21 @@ std::string DescribeFailure(const HttpResult& r) {
   return absl::StrCat("in ", RequestPhaseName(r.outcome.phase), " with ",
                       r.host, " after ", absl::FormatDuration(r.elapsed), ": ",
                       said);
+}
+
+// Client and tenant ids become an alias and a CSR subject: printable ASCII
+// of a sane length, or the answer is refused.
+constexpr size_t kMaxIdentifierBytes = 256;
+bool ValidIdentifier(const std::optional<std::string>& id) {
+  if (!id.has_value() || id->empty() || id->size() > kMaxIdentifierBytes) {
+    return false;
+  }
+  for (unsigned char c : *id) {
+    if (c < 0x21 || c > 0x7e) {
+      return false;
+    }
+  }
+  return true;
 }
 
 absl::Duration Jittered(absl::Duration d) {
@@ -159,16 +192,24 @@ absl::StatusOr<Platform> TokenClientImpl::GetPlatform(Call& call) {
   request.headers = {"Metadata: true"};
   FailureClass failure;
   HttpResult r = PerformWithRetries(request, nullptr, call, &failure);
-  Json body = Json::parse(r.body, nullptr, false);
-  if (failure != FailureClass::kNone || !body.is_object() ||
-      !body["clientId"].is_string() || !body["tenantId"].is_string()) {
-    return absl::UnavailableError(absl::StrCat(
-        "platform metadata ", DescribeFailure(r),
-        failure == FailureClass::kNone ? " (no clientId/tenantId in answer)"
-                                       : ""));
+  std::optional<Json> body = internal::ParseJsonObject(r.body);
+  std::optional<std::string> client_id, tenant_id;
+  if (body.has_value()) {
+    client_id = JsonString(*body, "clientId");
+    tenant_id = JsonString(*body, "tenantId");
   }
-  Platform platform{body["clientId"].get<std::string>(),
-                    body["tenantId"].get<std::string>()};
+  if (failure != FailureClass::kNone) {
+    return absl::UnavailableError(
+        absl::StrCat("platform metadata ", DescribeFailure(r)));
+  }
+  if (!ValidIdentifier(client_id) || !ValidIdentifier(tenant_id)) {
+    return absl::DataLossError(
+        absl::StrCat("platform metadata from ", r.host,
+                     ": the answer has no clientId and tenantId strings (1..",
+                     kMaxIdentifierBytes, " printable characters; ",
+                     r.body.size(), " bytes received)"));
+  }
+  Platform platform{*client_id, *tenant_id};
   absl::MutexLock lock(&mu_);
   platform_ = platform;
   return platform;
@@ -315,19 +356,27 @@ absl::optional<AccessToken> TokenClientImpl::CachedToken(
 
 absl::StatusOr<AccessToken> TokenClientImpl::TokenFromResponse(
     const HttpResult& r, const Entry& entry, const Call& call) {
-  Json body = Json::parse(r.body, nullptr, false);
-  if (!body.is_object() || !body["access_token"].is_string() ||
-      !body["expires_in"].is_number_integer()) {
-    return absl::DataLossError(
-        absl::StrCat("token endpoint ", r.host,
-                     " answered 200 without access_token / "
-                     "expires_in"));
+  std::optional<Json> body = internal::ParseJsonObject(r.body);
+  std::optional<std::string> access_token;
+  std::optional<int64_t> expires_in;
+  if (body.has_value()) {
+    access_token = JsonString(*body, "access_token");
+    expires_in =
+        internal::JsonInteger(*body, "expires_in", 1, kMaxTokenLifetimeSeconds);
+  }
+  if (!access_token.has_value() || access_token->empty() ||
+      !expires_in.has_value()) {
+    return absl::DataLossError(absl::StrCat(
+        "token endpoint ", r.host,
+        " answered 200 without an access_token string and an expires_in of "
+        "1..",
+        kMaxTokenLifetimeSeconds, " seconds (", r.body.size(),
+        " bytes received)"));
   }
   AccessToken token;
-  token.access_token = body["access_token"].get<std::string>();
-  token.token_type = body.value("token_type", "");
-  token.expires_at =
-      clock_->Now() + absl::Seconds(body["expires_in"].get<int64_t>());
+  token.access_token = *std::move(access_token);
+  token.token_type = JsonString(*body, "token_type").value_or("");
+  token.expires_at = clock_->Now() + absl::Seconds(*expires_in);
   token.alias = entry.alias();
   token.scope = call.scope;
   token.thumbprint = entry.thumbprint();

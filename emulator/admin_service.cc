@@ -37,7 +37,10 @@ absl::Status CheckKnownFields(const json& j) {
                                         "http_status",
                                         "retry_after_s",
                                         "not_before_offset_s",
-                                        "validity_s"};
+                                        "validity_s",
+                                        "raw",
+                                        "stream_bytes",
+                                        "skip"};
   for (auto it = j.begin(); it != j.end(); ++it) {
     bool known = false;
     for (const char* field : kFields) {
@@ -69,11 +72,18 @@ absl::Status ReadNames(const json& j, FaultSpec* spec) {
     }
     spec->alert = *alert;
   }
+  if (j.contains("raw")) {
+    if (!j["raw"].is_string()) {
+      return BadField("raw", "must be a string");
+    }
+    spec->raw = j["raw"].get<std::string>();
+  }
   return absl::OkStatus();
 }
 
 absl::Status ReadNumbers(const json& j, FaultSpec* spec) {
   int64_t count = spec->count;
+  int64_t skip = spec->skip;
   int64_t status = spec->http_status;
   int64_t delay_ms = absl::ToInt64Milliseconds(spec->delay);
   int64_t retry_s = absl::ToInt64Seconds(spec->retry_after);
@@ -84,7 +94,9 @@ absl::Status ReadNumbers(const json& j, FaultSpec* spec) {
                             {"delay_ms", &delay_ms},
                             {"retry_after_s", &retry_s},
                             {"not_before_offset_s", &offset_s},
-                            {"validity_s", &validity_s}}) {
+                            {"validity_s", &validity_s},
+                            {"stream_bytes", &spec->stream_bytes},
+                            {"skip", &skip}}) {
     if (absl::Status s = ReadInt(j, field, out); !s.ok()) {
       return s;
     }
@@ -95,7 +107,11 @@ absl::Status ReadNumbers(const json& j, FaultSpec* spec) {
   if (status != static_cast<int>(status)) {
     return BadField("http_status", "is out of range");
   }
+  if (skip != static_cast<int>(skip)) {
+    return BadField("skip", "is out of range");
+  }
   spec->count = static_cast<int>(count);
+  spec->skip = static_cast<int>(skip);
   spec->http_status = static_cast<int>(status);
   spec->delay = absl::Milliseconds(delay_ms);
   spec->retry_after = absl::Seconds(retry_s);

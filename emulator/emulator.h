@@ -142,6 +142,14 @@ enum class FaultKind {
   // ago; a positive offset makes it not yet valid; offset 0 and a short
   // validity make it short-lived.
   kIssueExpired,
+  // The next token request is answered with `raw` written verbatim (status
+  // line, headers, body: any bytes), then `stream_bytes` filler bytes or
+  // until the client closes; then the connection ends. For hostile-server
+  // tests.
+  kRawResponse,
+  // The same for the next request to the issuing endpoint (metadata or
+  // issuecredential).
+  kRawIssuing,
 };
 
 // The alerts kTlsAlert can make OpenSSL send.
@@ -163,6 +171,9 @@ struct FaultSpec {
   absl::Duration retry_after = absl::Seconds(1);
   absl::Duration not_before_offset = -absl::Hours(24 * 8);
   absl::Duration validity = absl::Hours(24 * 7);
+  std::string raw = "";      // kRawResponse, kRawIssuing: bytes on the wire
+  int64_t stream_bytes = 0;  // kRawResponse, kRawIssuing: then this many more
+  int skip = 0;              // this many matching events pass untouched first
 };
 
 // "reset_during_handshake", "tls_alert", … (the admin endpoint's names).

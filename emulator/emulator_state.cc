@@ -22,7 +22,7 @@ struct FaultKindInfo {
 };
 
 using internal::FaultLevel;
-constexpr std::array<FaultKindInfo, 11> kFaultKinds = {{
+constexpr std::array<FaultKindInfo, 13> kFaultKinds = {{
     {FaultKind::kResetDuringHandshake, "reset_during_handshake",
      FaultLevel::kConnection},
     {FaultKind::kTlsAlert, "tls_alert", FaultLevel::kConnection},
@@ -36,6 +36,8 @@ constexpr std::array<FaultKindInfo, 11> kFaultKinds = {{
     {FaultKind::kTooManyRequests, "too_many_requests", FaultLevel::kRequest},
     {FaultKind::kIssuerError, "issuer_error", FaultLevel::kIssueRequest},
     {FaultKind::kIssueExpired, "issue_expired", FaultLevel::kIssue},
+    {FaultKind::kRawResponse, "raw_response", FaultLevel::kRequest},
+    {FaultKind::kRawIssuing, "raw_issuing", FaultLevel::kIssuing},
 }};
 
 struct TlsAlertInfo {
@@ -131,6 +133,17 @@ absl::Status ValidateFault(const FaultSpec& f) {
   if (f.validity <= absl::ZeroDuration()) {
     return bad("validity must be positive");
   }
+  const bool raw =
+      f.kind == FaultKind::kRawResponse || f.kind == FaultKind::kRawIssuing;
+  if (raw && f.raw.empty()) {
+    return bad("raw must hold the bytes to send");
+  }
+  if (f.skip < 0) {
+    return bad("skip must not be negative");
+  }
+  if (f.stream_bytes < 0) {
+    return bad("stream_bytes must not be negative");
+  }
   return absl::OkStatus();
 }
 
@@ -150,6 +163,10 @@ std::string DescribeFault(const FaultSpec& f) {
     case FaultKind::kTooManyRequests:
       detail =
           absl::StrCat("Retry-After ", absl::FormatDuration(f.retry_after));
+      break;
+    case FaultKind::kRawResponse:
+    case FaultKind::kRawIssuing:
+      detail = absl::StrCat(f.raw.size(), " bytes + ", f.stream_bytes);
       break;
     case FaultKind::kIssueExpired:
       detail =
@@ -206,6 +223,10 @@ std::optional<FaultSpec> EmulatorState::Take(FaultLevel level) {
   std::lock_guard<std::mutex> lock(mu_);
   std::deque<FaultSpec>& queue = QueueFor(level);
   if (queue.empty() || LevelOf(queue.front().kind) != level) {
+    return std::nullopt;
+  }
+  if (queue.front().skip > 0) {
+    --queue.front().skip;
     return std::nullopt;
   }
   FaultSpec fault = queue.front();

@@ -267,8 +267,28 @@ absl::StatusOr<HttpRequest> ParseHead(absl::string_view head) {
   return request;
 }
 
+HttpResponse RawResponse(const FaultSpec& fault) {
+  HttpResponse response;
+  response.raw = fault.raw;
+  response.stream_bytes = fault.stream_bytes;
+  response.close = true;
+  return response;
+}
+
 absl::Status WriteResponse(Conn& conn, const HttpResponse& response,
                            absl::Time deadline) {
+  if (response.raw.has_value()) {
+    absl::Status status = conn.Write(*response.raw, deadline);
+    const std::string filler(64 * 1024, 'x');
+    for (int64_t left = response.stream_bytes; status.ok() && left > 0;
+         left -= static_cast<int64_t>(filler.size())) {
+      status = conn.Write(
+          absl::string_view(filler).substr(
+              0, static_cast<size_t>(std::min<int64_t>(left, filler.size()))),
+          deadline);
+    }
+    return status;
+  }
   std::string out = absl::StrCat(
       "HTTP/1.1 ", response.status, " ", ReasonPhrase(response.status),
       "\r\nContent-Type: ", response.content_type,

@@ -133,6 +133,11 @@ HttpResponse Route(const ServiceContext& ctx, const HttpRequest& request) {
   if (absl::StartsWith(request.path, "/admin/")) {
     return HandleAdmin(ctx, request);
   }
+  if (auto fault = ctx.state->Take(FaultLevel::kIssuing)) {
+    ctx.Log(LogLevel::kInfo,
+            absl::StrCat("fault applied: ", DescribeFault(*fault)));
+    return RawResponse(*fault);
+  }
   if (request.path == kMetadataPath) {
     auto refused = CheckImdsRequest(request, "GET");
     return refused.has_value() ? *refused : Metadata(ctx);

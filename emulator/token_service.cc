@@ -145,6 +145,8 @@ FaultOutcome ApplyRequestFault(const ServiceContext& ctx, int fd,
     case FaultKind::kHangResponse:
       HoldUntilClosed(fd, *ctx.stop);
       return {std::nullopt, true};
+    case FaultKind::kRawResponse:
+      return {RawResponse(*fault), false};
     case FaultKind::kTooManyRequests: {
       HttpResponse response =
           JsonError(429, "too_many_requests", "injected fault: slow down");

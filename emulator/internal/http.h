@@ -15,6 +15,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "emulator/emulator.h"
 #include "emulator/internal/net.h"
 #include "nlohmann/json.hpp"
 
@@ -68,7 +69,15 @@ struct HttpResponse {
   std::string content_type = "application/json";
   std::vector<std::pair<std::string, std::string>> headers;
   bool close = false;  // send `Connection: close` and end the connection
+  // When set, written instead of everything above, verbatim, followed by
+  // `stream_bytes` filler bytes (stopping when the peer closes); the
+  // connection then ends. Hostile-server faults.
+  std::optional<std::string> raw;
+  int64_t stream_bytes = 0;
 };
+
+// The response a raw fault asks for.
+HttpResponse RawResponse(const FaultSpec& fault);
 
 // Reads requests off one connection, keeping bytes of the next one.
 class RequestReader {

@@ -20,7 +20,15 @@
 namespace certstore::emulator::internal {
 
 // When a fault is consumed.
-enum class FaultLevel { kConnection, kRequest, kIssueRequest, kIssue };
+// kIssuing: any issuing request (metadata, issuecredential);
+// kIssueRequest: an issuecredential request; kIssue: a certificate issued.
+enum class FaultLevel {
+  kConnection,
+  kRequest,
+  kIssuing,
+  kIssueRequest,
+  kIssue
+};
 
 FaultLevel LevelOf(FaultKind kind);
 

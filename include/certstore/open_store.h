@@ -30,6 +30,9 @@ namespace certstore {
 /// URIs longer than this are refused before any parsing.
 inline constexpr size_t kMaxStoreUriBytes = 8192;
 
+/// Config files larger than this are refused before they are read.
+inline constexpr size_t kMaxConfigBytes = 64 * 1024;
+
 struct OpenStoreOptions {
   const Clock* clock = nullptr;  ///< for every layer; null: Clock::System()
   LogCallback log;               ///< for the layered cache
@@ -60,7 +63,9 @@ CERTSTORE_EXPORT absl::StatusOr<std::unique_ptr<LayeredStore>> OpenStore(
 /// `memory:,sqlite:<state dir>/certstore.db` (state dir:
 /// $XDG_STATE_HOME/certstore or ~/.local/state/certstore, created 0700).
 /// Config: `{"store": "URI"}` or `{"layers": ["URI", …]}`. InvalidArgument
-/// naming the file and what was expected for a malformed config.
+/// naming the file and what was expected for a malformed config, a file
+/// that is not a regular file (a device, a FIFO), or one larger than
+/// kMaxConfigBytes.
 CERTSTORE_EXPORT absl::StatusOr<std::string> ResolveStoreUri(
     absl::string_view flag_store, absl::string_view flag_config);
 

@@ -18,9 +18,11 @@ struct ProcessOptions {
 };
 
 struct ProcessResult {
-  int exit_code = -1;  // -1: killed by a signal or did not start
-  std::string out;     // stdout
-  std::string err;     // stderr (or why it did not start)
+  int exit_code = -1;    // -1: killed by a signal or did not start
+  int signal = 0;        // the signal that ended it (SIGABRT, SIGSEGV…), or 0
+  long max_rss_kib = 0;  // its peak resident set
+  std::string out;       // stdout
+  std::string err;       // stderr (or why it did not start)
   absl::Duration elapsed;
   bool timed_out = false;  // killed after options.timeout
 };
