@@ -51,9 +51,32 @@ absl::StatusOr<std::vector<EntryInfo>> EntriesOf(CertStore& store,
   return exact;
 }
 
-absl::Status NoEntry(const CertStore& store, const std::string& alias) {
+// Why `alias` shows no entry: NotFound only when the store says so; an
+// entry whose files are damaged or refused is that error (DataLoss,
+// PermissionDenied…), never "no entry".
+absl::Status NoEntry(CertStore& store, const std::string& alias) {
+  absl::StatusOr<std::shared_ptr<const Entry>> found =
+      store.Find(alias, AnyValidNow());
+  if (!found.ok() && found.status().code() != absl::StatusCode::kNotFound) {
+    return found.status();
+  }
   return absl::NotFoundError(
       absl::StrCat(store.Name(), ": no entry for alias ", QuoteAlias(alias)));
+}
+
+// The first layer of `store` that cannot list (the layered store lists
+// around it, as it serves around it): `list` prints what the others hold
+// and then fails with this, so that damage never passes as "no entries".
+absl::Status UnlistableLayer(const LayeredStore& store,
+                             const ListOptions& options) {
+  for (CertStore* layer : store.layers()) {
+    absl::StatusOr<std::vector<EntryInfo>> infos = layer->List(options);
+    if (!infos.ok()) {
+      return WithContext(infos.status(),
+                         absl::StrCat("layer ", layer->Name(), " cannot list"));
+    }
+  }
+  return absl::OkStatus();
 }
 
 json InfoJson(const EntryInfo& info, absl::Time now) {
@@ -225,8 +248,10 @@ absl::StatusOr<int> RunList(CommandContext& context, const ListFlags& flags) {
   options.alias_prefix = flags.prefix;
   CERTSTORE_ASSIGN_OR_RETURN(std::vector<EntryInfo> entries,
                              store->List(options));
+  const absl::Status unlistable = UnlistableLayer(*store, options);
   const absl::Time now = Clock::System()->Now();
   if (entries.empty()) {
+    CERTSTORE_RETURN_IF_ERROR(unlistable);
     out.Note(absl::StrCat(
         "no entries in ", store->Name(),
         flags.prefix.empty()
@@ -242,6 +267,7 @@ absl::StatusOr<int> RunList(CommandContext& context, const ListFlags& flags) {
                      Rfc3339(info.not_after), "\t",
                      FormatTimeLeft(info.not_after - now), "\t", info.store));
   }
+  CERTSTORE_RETURN_IF_ERROR(unlistable);
   return kExitOk;
 }
 

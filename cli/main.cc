@@ -2,8 +2,10 @@
 // --help with options, exit codes and examples; docs/cli.md has the JSON
 // schema.
 #include <CLI/CLI.hpp>
+#include <exception>
 #include <string>
 
+#include "absl/strings/str_cat.h"
 #include "cli/commands.h"
 #include "cli/doctor.h"
 #include "cli/exit_codes.h"
@@ -230,7 +232,7 @@ int main(int argc, char** argv) {
       std::fprintf(stderr,
                    "certstore: error: unknown verb \"%s\" (certstore --help "
                    "lists the verbs)\n",
-                   arg.c_str());
+                   PrintableText(arg, false).c_str());
       return kExitUsage;
     }
     break;
@@ -249,26 +251,34 @@ int main(int argc, char** argv) {
   CommandContext context(global, output);
   // A verb returns its exit code, or the error that ends it.
   absl::StatusOr<int> result = kExitUsage;
-  if (list->parsed()) {
-    result = RunList(context, list_flags);
-  } else if (show->parsed()) {
-    result = RunShow(context, show_flags);
-  } else if (import->parsed()) {
-    result = RunImport(context, import_flags);
-  } else if (exporter->parsed()) {
-    result = RunExport(context, export_flags);
-  } else if (remove->parsed()) {
-    result = RunDelete(context, delete_flags);
-  } else if (evict->parsed()) {
-    result = RunEvict(context, evict_flags);
-  } else if (probe->parsed()) {
-    result = RunProbe(context, probe_flags);
-  } else if (token->parsed()) {
-    result = RunToken(context, token_flags);
-  } else if (renewal->parsed()) {
-    result = RunNeedsRenewal(context, renewal_flags);
-  } else if (doctor->parsed()) {
-    result = RunDoctor(context, doctor_flags);
+  // certstore code returns Status and never throws; this is the last guard
+  // for what a library under it might (std::bad_alloc), so that the
+  // command reports instead of aborting. Tests fail on its message.
+  try {
+    if (list->parsed()) {
+      result = RunList(context, list_flags);
+    } else if (show->parsed()) {
+      result = RunShow(context, show_flags);
+    } else if (import->parsed()) {
+      result = RunImport(context, import_flags);
+    } else if (exporter->parsed()) {
+      result = RunExport(context, export_flags);
+    } else if (remove->parsed()) {
+      result = RunDelete(context, delete_flags);
+    } else if (evict->parsed()) {
+      result = RunEvict(context, evict_flags);
+    } else if (probe->parsed()) {
+      result = RunProbe(context, probe_flags);
+    } else if (token->parsed()) {
+      result = RunToken(context, token_flags);
+    } else if (renewal->parsed()) {
+      result = RunNeedsRenewal(context, renewal_flags);
+    } else if (doctor->parsed()) {
+      result = RunDoctor(context, doctor_flags);
+    }
+  } catch (const std::exception& e) {
+    result = absl::InternalError(
+        absl::StrCat("unexpected exception (a certstore bug): ", e.what()));
   }
   return result.ok() ? *result : output.Fail(result.status());
 }

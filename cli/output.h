@@ -53,6 +53,13 @@ class Output {
   std::FILE* err_;
 };
 
+// `bytes` as text that is safe on a terminal and in JSON (docs/cli.md,
+// "Bytes that are not text"): printable UTF-8 passes unchanged; every other
+// byte (invalid UTF-8, C0/C1 controls, DEL, bidirectional overrides) prints
+// as `\xHH`. Line feeds and tabs pass when `keep_line_breaks`. Output
+// applies it to everything it prints, so no caller can forget.
+std::string PrintableText(absl::string_view bytes, bool keep_line_breaks);
+
 // "2026-11-23T19:02:42Z".
 std::string Rfc3339(absl::Time t);
 // "6d 23h", "41m", "12s"; "expired 2h ago" for negative durations.
