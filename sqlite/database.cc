@@ -6,12 +6,14 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstring>
 #include <mutex>
 #include <string>
 #include <utility>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "api/internal/posix_status.h"
 #include "certstore/errors.h"
 #include "certstore/status_macros.h"
@@ -112,7 +114,80 @@ bool IsNetworkFilesystem(int64_t f_type) {
   return false;
 }
 
+// The directory holding the database and its -wal/-shm/-journal files:
+// whoever can write there can plant a hot journal or swap the file, so it
+// must be writable by this user (or root) alone. The sticky bit does not
+// help: it stops renames of our files, not the creation of a journal.
+absl::Status CheckHoldingDirectory(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  const std::string dir = slash == std::string::npos ? "."
+                          : slash == 0               ? "/"
+                                                     : path.substr(0, slash);
+  struct stat st;
+  if (stat(dir.c_str(), &st) != 0) {
+    return internal::ErrnoStatus(errno, absl::StrCat(path, ": directory"));
+  }
+  if (st.st_uid != geteuid() && st.st_uid != 0) {
+    return absl::PermissionDeniedError(absl::StrFormat(
+        "%s: the store's directory is owned by uid %d, not by this user "
+        "(uid %d) or root; refusing to trust it",
+        dir, st.st_uid, geteuid()));
+  }
+  if ((st.st_mode & 022) != 0) {
+    return absl::PermissionDeniedError(absl::StrFormat(
+        "%s: the store's directory has mode %04o: group/others can write "
+        "there (and plant a journal); keep the store in a directory with "
+        "mode 700 or 755",
+        dir, st.st_mode & 07777));
+  }
+  return absl::OkStatus();
+}
+
+// SQLite trusts a file whose pages were cut off (it reads the missing
+// ones as absent and lists fewer rows), so a truncated store could look
+// healthy. The header records the database's size in pages: a file
+// shorter than that lost its tail. Skipped while a rollback journal exists
+// (SQLite shrinks the file mid-commit and the journal puts it back) and
+// when the recorded size is not valid (written by a very old library).
+absl::Status CheckNotTruncated(const std::string& path) {
+  UniqueFd fd(open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+  struct stat st;
+  if (fd.get() < 0 || fstat(fd.get(), &st) != 0 || st.st_size < 100) {
+    return absl::OkStatus();  // new, or cut inside the header: SQLite says
+  }
+  struct stat journal;
+  if (stat(absl::StrCat(path, "-journal").c_str(), &journal) == 0 &&
+      journal.st_size > 0) {
+    return absl::OkStatus();
+  }
+  unsigned char header[100];
+  if (pread(fd.get(), header, sizeof(header), 0) !=
+      static_cast<ssize_t>(sizeof(header))) {
+    return absl::OkStatus();
+  }
+  const auto be32 = [&](int at) {
+    return uint32_t{header[at]} << 24 | uint32_t{header[at + 1]} << 16 |
+           uint32_t{header[at + 2]} << 8 | uint32_t{header[at + 3]};
+  };
+  if (std::memcmp(header, "SQLite format 3", 16) != 0 ||
+      be32(24) != be32(92)) {  // change counter vs "version valid for"
+    return absl::OkStatus();
+  }
+  const uint32_t raw_page_size = uint32_t{header[16]} << 8 | header[17];
+  const int64_t page_size = raw_page_size == 1 ? 65536 : raw_page_size;
+  const int64_t expected = page_size * be32(28);
+  if (st.st_size < expected) {
+    return absl::DataLossError(absl::StrCat(
+        path, ": the file is ", st.st_size, " bytes but its header records ",
+        be32(28), " pages of ", page_size, " (", expected,
+        " bytes): it was truncated and entries are lost; move it aside and "
+        "restore a backup, or start a new store"));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status PreparePrivateFile(const std::string& path) {
+  CERTSTORE_RETURN_IF_ERROR(CheckHoldingDirectory(path));
   UniqueFd fd(open(path.c_str(),
                    O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY, 0600));
   if (fd.get() < 0) {
@@ -237,6 +312,7 @@ absl::Status Database::Attempt(bool write, const Work& work,
 absl::Status Database::Connect(Deadline deadline) {
   const std::string& path = options_.path;
   CERTSTORE_RETURN_IF_ERROR(PreparePrivateFile(path));
+  CERTSTORE_RETURN_IF_ERROR(CheckNotTruncated(path));
   struct statfs fs;
   const bool network =
       statfs(path.c_str(), &fs) == 0 && IsNetworkFilesystem(fs.f_type);

@@ -126,6 +126,11 @@ const char* FindRowsSql() {
   return sql;
 }
 
+const char* RowByIdSql() {
+  static const char* const sql = RowQuery("WHERE id = ?1");
+  return sql;
+}
+
 const char* ListRowsSql(bool bounded) {
   static const char* const from =
       RowQuery("WHERE alias >= ?1 ORDER BY alias, not_after DESC, id");

@@ -62,6 +62,9 @@ inline constexpr char kInsertRowSql[] =
 // `bounded`), by alias then newest not_after.
 const char* FindRowsSql();
 const char* ListRowsSql(bool bounded);
+// The row whose id is ?1, read from the table itself (the rowid B-tree):
+// the check on what an index claims.
+const char* RowByIdSql();
 
 // Copies the current row of a SELECT of kRowColumns.
 StoredRow ReadRow(const Statement& statement);

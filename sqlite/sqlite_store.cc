@@ -2,6 +2,7 @@
 
 #include <sqlite3.h>
 
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <limits>
@@ -34,7 +35,11 @@ using sqlite_internal::Statement;
 using sqlite_internal::StoredRow;
 
 constexpr absl::Duration kMinLeaseTtl = absl::Milliseconds(100);
-constexpr char kDeleteSql[] = "DELETE FROM entries WHERE alias = ?1";
+// Eviction names rows by the index, checks each against the table, then
+// deletes by id: a damaged index must never turn an eviction of one alias
+// into the loss of another's intact credential.
+constexpr char kIdsOfAliasSql[] = "SELECT id FROM entries WHERE alias = ?1";
+constexpr char kDeleteRowSql[] = "DELETE FROM entries WHERE id = ?1";
 
 // Stored times are whole seconds: not_before <= now holds iff
 // not_before <= floor(now); not_after >= t iff not_after >= ceil(t).
@@ -115,18 +120,25 @@ class SqliteStore final : public CertStore {
                                ServableRows(alias, options, context));
     absl::Status damage;
     for (const StoredRow& row : rows) {
-      if (std::shared_ptr<const Entry> live = live_.Get(row.digest)) {
+      std::shared_ptr<const Entry> live = live_.Get(row.digest);
+      if (live != nullptr && live->alias() == alias) {
         return live;
       }
       absl::StatusOr<std::shared_ptr<const Entry>> entry =
           sqlite_internal::DecodeRow(row, cipher_.get());
-      if (entry.ok()) {
+      if (entry.ok() && (*entry)->alias() == alias) {
         live_.Remember(row.digest, *entry);
         return entry;
       }
+      // Before blaming the row, ask the table whether the index sent us to
+      // another alias's intact row.
+      CERTSTORE_RETURN_IF_ERROR(CheckIndexHit(alias, row.id, context));
       // A damaged row hides nothing: try the next servable one.
       if (damage.ok()) {
-        damage = entry.status();
+        damage = entry.ok() ? absl::DataLossError(absl::StrCat(
+                                  "stored entry (row ", row.id,
+                                  ") is damaged: it holds another alias"))
+                            : entry.status();
       }
     }
     if (!damage.ok()) {
@@ -139,6 +151,7 @@ class SqliteStore final : public CertStore {
     CERTSTORE_RETURN_IF_ERROR(
         CheckEntryForPut(entry.get(), Name(), ChainCheck::kDecode));
     const std::string context = OpContext(Name(), "Put", entry->alias());
+    CERTSTORE_RETURN_IF_ERROR(RefuseWritesOnDamagedIndex(context));
     absl::StatusOr<StoredRow> row =
         sqlite_internal::EncodeEntry(*entry, cipher_.get());
     if (!row.ok()) {
@@ -159,17 +172,45 @@ class SqliteStore final : public CertStore {
     if (absl::Status s = ValidateAlias(alias); !s.ok()) {
       return WithContext(s, OpContext(Name(), "DeleteAllForAlias", ""));
     }
+    const std::string context = OpContext(Name(), "DeleteAllForAlias", alias);
+    CERTSTORE_RETURN_IF_ERROR(RefuseWritesOnDamagedIndex(context));
     int removed = 0;
     auto remove_rows = [&](Connection& connection) -> absl::Status {
-      CERTSTORE_ASSIGN_OR_RETURN(Statement remove,
-                                 connection.Prepare(kDeleteSql));
-      remove.BindBlob(1, alias);
-      CERTSTORE_RETURN_IF_ERROR(remove.Run());
-      removed = sqlite3_changes(connection.raw());
+      removed = 0;
+      std::vector<int64_t> ids;
+      {
+        CERTSTORE_ASSIGN_OR_RETURN(Statement select,
+                                   connection.Prepare(kIdsOfAliasSql));
+        select.BindBlob(1, alias);
+        while (true) {
+          CERTSTORE_ASSIGN_OR_RETURN(bool more, select.Step());
+          if (!more) {
+            break;
+          }
+          ids.push_back(select.Int(0));
+        }
+      }
+      for (int64_t id : ids) {
+        CERTSTORE_ASSIGN_OR_RETURN(std::optional<StoredRow> row,
+                                   ReadRowById(connection, id));
+        if (!row.has_value()) {
+          continue;
+        }
+        // Another alias's intact row: the index lies; delete nothing.
+        // A row of this alias, or a damaged one the index files under it,
+        // goes (a damaged row holds nothing servable).
+        if (row->alias != alias && IsIntact(*row)) {
+          return IndexDamage(alias, *row);
+        }
+        CERTSTORE_ASSIGN_OR_RETURN(Statement remove,
+                                   connection.Prepare(kDeleteRowSql));
+        remove.BindInt(1, id);
+        CERTSTORE_RETURN_IF_ERROR(remove.Run());
+        removed += sqlite3_changes(connection.raw());
+      }
       return absl::OkStatus();
     };
-    CERTSTORE_RETURN_IF_ERROR(
-        db_->Write(OpContext(Name(), "DeleteAllForAlias", alias), remove_rows));
+    CERTSTORE_RETURN_IF_ERROR(db_->Write(context, remove_rows));
     return removed;
   }
 
@@ -226,6 +267,64 @@ class SqliteStore final : public CertStore {
   }
 
  private:
+  static bool IsIntact(const StoredRow& row) {
+    return sqlite_internal::RowDigest(row) == row.digest;
+  }
+
+  // The row `id` as the table holds it; nullopt when there is none.
+  static absl::StatusOr<std::optional<StoredRow>> ReadRowById(
+      Connection& connection, int64_t id) {
+    CERTSTORE_ASSIGN_OR_RETURN(
+        Statement select, connection.Prepare(sqlite_internal::RowByIdSql()));
+    select.BindInt(1, id);
+    CERTSTORE_ASSIGN_OR_RETURN(bool found, select.Step());
+    if (!found) {
+      return std::optional<StoredRow>();
+    }
+    return std::optional<StoredRow>(sqlite_internal::ReadRow(select));
+  }
+
+  // The index sent `alias` to `row`, an intact row of another alias: the
+  // index is damaged. From now on this store refuses writes (an INSERT or
+  // DELETE through a damaged index can lose intact rows) until the file is
+  // repaired with REINDEX and reopened.
+  absl::Status IndexDamage(absl::string_view alias, const StoredRow& row) {
+    index_damaged_.store(true, std::memory_order_relaxed);
+    return absl::DataLossError(absl::StrCat(
+        "the alias index is damaged: it files alias ", QuoteAlias(alias),
+        " under row ", row.id, ", which holds the intact entry of alias ",
+        QuoteAlias(row.alias), "; writes are refused until it is rebuilt: ",
+        "stop the processes using the store, run sqlite3 ", db_->options().path,
+        " REINDEX, and reopen (docs/sqlite-store.md)"));
+  }
+
+  // What Find does when a row the index gave for `alias` is not `alias`'s
+  // entry: DataLoss for index damage, OK for a row that is itself damaged.
+  absl::Status CheckIndexHit(absl::string_view alias, int64_t id,
+                             absl::string_view context) {
+    std::optional<StoredRow> row;
+    CERTSTORE_RETURN_IF_ERROR(
+        db_->Read(context, [&](Connection& connection) -> absl::Status {
+          CERTSTORE_ASSIGN_OR_RETURN(row, ReadRowById(connection, id));
+          return absl::OkStatus();
+        }));
+    if (row.has_value() && row->alias != alias && IsIntact(*row)) {
+      return WithContext(IndexDamage(alias, *row), context);
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status RefuseWritesOnDamagedIndex(absl::string_view context) const {
+    if (!index_damaged_.load(std::memory_order_relaxed)) {
+      return absl::OkStatus();
+    }
+    return absl::DataLossError(
+        absl::StrCat(context,
+                     ": refused: this store found its alias index damaged; run "
+                     "sqlite3 ",
+                     db_->options().path, " REINDEX and reopen it"));
+  }
+
   // Copies the servable rows of `alias`, newest first (usually one), so
   // that decoding runs without holding the connection.
   absl::StatusOr<std::vector<StoredRow>> ServableRows(
@@ -258,6 +357,7 @@ class SqliteStore final : public CertStore {
   const absl::Duration lease_ttl_;
   LiveEntries live_;
   InProcessAliasLocks alias_locks_;
+  std::atomic<bool> index_damaged_{false};
 };
 
 absl::Status ValidateOptions(const SqliteStoreOptions& options) {

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -21,6 +22,7 @@ namespace {
 
 using ::testing::AllOf;
 using ::testing::HasSubstr;
+using ::testing::Not;
 using ::testing::SizeIs;
 
 class SqliteFilesTest : public SqliteFixture {
@@ -108,6 +110,27 @@ TEST_F(SqliteFilesTest, GroupOrWorldAccessibleFileIsPermissionDenied) {
   }
 }
 
+TEST_F(SqliteFilesTest, DirectoryOthersCanWriteIsPermissionDenied) {
+  // Sticky or not: whoever can create files next to the database can plant
+  // a hot journal that SQLite would replay into it.
+  const std::string shared = FileIn(dir_, "shared");
+  ASSERT_EQ(mkdir(shared.c_str(), 0700), 0);
+  for (mode_t mode : {01777, 0777, 0770, 0720}) {
+    ASSERT_EQ(chmod(shared.c_str(), mode), 0);
+    SqliteStoreOptions options = Options();
+    options.path = shared + "/store.db";
+    EXPECT_THAT(OpenSqliteStore(options),
+                StatusIs(absl::StatusCode::kPermissionDenied,
+                         AllOf(HasSubstr(shared), HasSubstr("group/others"))))
+        << std::oct << mode;
+    EXPECT_NE(access(options.path.c_str(), F_OK), 0) << "created the file";
+  }
+  ASSERT_EQ(chmod(shared.c_str(), 0755), 0);
+  SqliteStoreOptions options = Options();
+  options.path = shared + "/store.db";
+  EXPECT_OK(OpenSqliteStore(options));
+}
+
 TEST_F(SqliteFilesTest, FileOfAnotherUserIsPermissionDenied) {
   std::string path = path_;
   if (geteuid() == 0) {
@@ -163,6 +186,115 @@ TEST_F(SqliteFilesTest, TruncatedDatabaseIsDataLossNotACrash) {
   // The header survived; reading the lost pages is DataLoss, never a crash.
   EXPECT_THAT((*store)->List({}),
               StatusIs(absl::StatusCode::kDataLoss, HasSubstr(path_)));
+}
+
+TEST_F(SqliteFilesTest, DatabaseCutAnywhereSaysItWasTruncated) {
+  Populate(40);
+  const std::string pristine = ReadFile(path_);
+  ASSERT_GT(pristine.size(), 8 * 4096u);
+  // Cuts on and off page boundaries, down to just past the header: never a
+  // shorter listing with success.
+  for (size_t cut : {pristine.size() - 1, pristine.size() - 4096,
+                     pristine.size() / 2 + 7, size_t{4096}, size_t{100}}) {
+    SCOPED_TRACE(cut);
+    WriteFile(path_, pristine.substr(0, cut), 0600);
+    absl::StatusOr<std::unique_ptr<CertStore>> store =
+        OpenSqliteStore(Options());
+    absl::Status status = store.status();
+    if (store.ok()) {
+      status = (*store)->List({}).status();
+    }
+    EXPECT_THAT(status,
+                StatusIs(absl::StatusCode::kDataLoss,
+                         AllOf(HasSubstr(path_), HasSubstr("truncated"))));
+  }
+  WriteFile(path_, pristine, 0600);
+  auto store = OpenSqliteStore(Options());
+  ASSERT_OK(store);
+  EXPECT_THAT((*store)->List({}), IsOkAndHolds(SizeIs(40)));
+}
+
+TEST_F(SqliteFilesTest, DamagedAliasIndexNeverCostsAnotherAliasItsEntry) {
+  // The store holds alpha in row 1 and beta in row 2; its twin holds the
+  // same entries in swapped rows.
+  const auto alpha = Fresh("alpha", 0);
+  const auto beta = Fresh("beta", 1);
+  {
+    auto store = Open();
+    ASSERT_OK(store->Put(alpha));
+    ASSERT_OK(store->Put(beta));
+  }
+  const std::string twin = FileIn(dir_, "twin.db");
+  {
+    SqliteStoreOptions options = Options();
+    options.path = twin;
+    auto store = OpenSqliteStore(options);
+    ASSERT_OK(store);
+    ASSERT_OK((*store)->Put(beta));
+    ASSERT_OK((*store)->Put(alpha));
+  }
+  // Graft the twin's index pages into the store: its alias indexes now
+  // file alpha under beta's row and beta under alpha's, as rotten index
+  // pages do, while every row stays intact.
+  std::vector<int> roots;
+  {
+    auto connection = RawConnection(path_);
+    ASSERT_NE(connection, nullptr);
+    sqlite3_stmt* select = nullptr;
+    ASSERT_EQ(sqlite3_prepare_v2(connection->raw(),
+                                 "SELECT rootpage FROM sqlite_schema WHERE "
+                                 "type = 'index' AND tbl_name = 'entries'",
+                                 -1, &select, nullptr),
+              SQLITE_OK);
+    while (sqlite3_step(select) == SQLITE_ROW) {
+      roots.push_back(sqlite3_column_int(select, 0));
+    }
+    sqlite3_finalize(select);
+  }
+  ASSERT_EQ(roots.size(), 2u);  // entries_by_alias and UNIQUE(alias, ...)
+  std::string bytes = ReadFile(path_);
+  const std::string twin_bytes = ReadFile(twin);
+  const size_t page_size = size_t{static_cast<uint8_t>(bytes[16])} << 8 |
+                           static_cast<uint8_t>(bytes[17]);
+  for (int root : roots) {
+    const size_t at = (static_cast<size_t>(root) - 1) * page_size;
+    ASSERT_LE(at + page_size, twin_bytes.size());
+    bytes.replace(at, page_size, twin_bytes, at, page_size);
+  }
+  WriteFile(path_, bytes, 0600);
+
+  // Eviction first, as the token client does on its own: it names the
+  // damage and deletes nothing.
+  {
+    auto store = Open();
+    EXPECT_THAT(store->DeleteAllForAlias("alpha"),
+                StatusIs(absl::StatusCode::kDataLoss,
+                         AllOf(HasSubstr("index is damaged"),
+                               HasSubstr("\"beta\""), HasSubstr("REINDEX"))));
+    EXPECT_THAT(store->Put(Fresh("gamma", 2)),
+                StatusIs(absl::StatusCode::kDataLoss, HasSubstr("REINDEX")));
+  }
+  // A lookup finds the damage without blaming beta's intact row.
+  {
+    auto store = Open();
+    EXPECT_THAT(store->Find("alpha"),
+                StatusIs(absl::StatusCode::kDataLoss,
+                         AllOf(HasSubstr("index is damaged"),
+                               Not(HasSubstr("row 2) is damaged")))));
+    EXPECT_THAT(store->DeleteAllForAlias("beta"),
+                StatusIs(absl::StatusCode::kDataLoss, HasSubstr("REINDEX")));
+  }
+  // The documented repair brings both entries back.
+  RawSql("REINDEX");
+  auto store = Open();
+  auto found_alpha = store->Find("alpha");
+  ASSERT_OK(found_alpha);
+  EXPECT_EQ((*found_alpha)->thumbprint(), alpha->thumbprint());
+  auto found_beta = store->Find("beta");
+  ASSERT_OK(found_beta);
+  EXPECT_EQ((*found_beta)->thumbprint(), beta->thumbprint());
+  EXPECT_THAT(store->DeleteAllForAlias("alpha"), IsOkAndHolds(1));
+  EXPECT_OK(store->Find("beta"));
 }
 
 TEST_F(SqliteFilesTest, DatabaseCutInsideItsHeaderIsDataLoss) {
