@@ -1,12 +1,15 @@
 #include "filesystem/entry_file.h"
 
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 #include <openssl/pem.h>
 
+#include <initializer_list>
 #include <utility>
 #include <vector>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -45,6 +48,29 @@ absl::StatusOr<T> AsDataLoss(absl::StatusOr<T> value) {
 
 std::string FormatField(absl::string_view name, absl::string_view value) {
   return absl::StrCat(kFieldPrefix, name, ": ", EscapeHeaderValue(value), "\n");
+}
+
+// "sha256:<base64url>" of `parts` concatenated: the file without its digest
+// line. It catches damage anywhere in a file certstore wrote, header
+// included, where the certificates' own signatures cover only the chain.
+std::string EntryDigest(std::initializer_list<absl::string_view> parts) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int length = 0;
+  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+  bool ok =
+      ctx != nullptr && EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr) == 1;
+  for (absl::string_view part : parts) {
+    ok = ok && EVP_DigestUpdate(ctx, part.data(), part.size()) == 1;
+  }
+  ok = ok && EVP_DigestFinal_ex(ctx, digest, &length) == 1;
+  EVP_MD_CTX_free(ctx);
+  if (!ok) {
+    ClearOpenSslErrors();
+    return "sha256:unavailable";  // never matches: the file reads as damaged
+  }
+  return absl::StrCat("sha256:",
+                      absl::WebSafeBase64Escape(absl::string_view(
+                          reinterpret_cast<const char*>(digest), length)));
 }
 
 std::string FormatTimeField(absl::string_view name, absl::Time value) {
@@ -189,7 +215,7 @@ absl::StatusOr<std::string> EncodeEntryFile(const Entry& entry) {
         ") cannot be stored in a file: ", key_pem.status().message()));
   }
   const EntryMetadata& metadata = entry.metadata();
-  std::string out =
+  const std::string header =
       absl::StrCat(kComment, FormatField("alias", entry.alias()),
                    FormatField("thumbprint", entry.thumbprint()),
                    FormatTimeField("not-before", entry.not_before()),
@@ -198,8 +224,11 @@ absl::StatusOr<std::string> EncodeEntryFile(const Entry& entry) {
                    FormatField("key-algorithm", entry.key()->algorithm()),
                    FormatField("endpoint", metadata.endpoint),
                    FormatField("client-id", metadata.client_id),
-                   FormatField("tenant-id", metadata.tenant_id),
-                   DerChainToPem(entry.chain_der()), *key_pem);
+                   FormatField("tenant-id", metadata.tenant_id));
+  const std::string chain = DerChainToPem(entry.chain_der());
+  std::string out = absl::StrCat(
+      header, FormatField("digest", EntryDigest({header, chain, *key_pem})),
+      chain, *key_pem);
   OPENSSL_cleanse(&(*key_pem)[0], key_pem->size());
   return out;
 }
@@ -207,17 +236,42 @@ absl::StatusOr<std::string> EncodeEntryFile(const Entry& entry) {
 absl::StatusOr<EntryFileHeader> ParseEntryFileHeader(
     absl::string_view content) {
   EntryFileHeader header;
+  std::optional<absl::string_view> digest_line;  // with its newline
+  std::optional<absl::string_view> digest;
   for (absl::string_view line : absl::StrSplit(content, '\n')) {
     if (absl::StartsWith(line, "-----BEGIN")) {
       break;
     }
+    const absl::string_view whole_line = line;
     if (!absl::ConsumePrefix(&line, kFieldPrefix)) {
       continue;  // comments and other text, as OpenSSL does
     }
     std::pair<absl::string_view, absl::string_view> field =
         absl::StrSplit(line, absl::MaxSplits(':', 1));
+    if (field.first == "digest") {
+      if (digest.has_value()) {
+        return absl::DataLossError("header field certstore-digest is repeated");
+      }
+      digest = absl::StripAsciiWhitespace(field.second);
+      const size_t end = whole_line.data() - content.data() + whole_line.size();
+      digest_line = absl::string_view(
+          whole_line.data(), whole_line.size() + (end < content.size()));
+      continue;
+    }
     CERTSTORE_RETURN_IF_ERROR(ApplyField(
         field.first, absl::StripAsciiWhitespace(field.second), &header));
+  }
+  // Files made by hand, and by certstore before 0.3, have no digest.
+  if (digest.has_value()) {
+    const size_t start = digest_line->data() - content.data();
+    const std::string computed =
+        EntryDigest({content.substr(0, start),
+                     content.substr(start + digest_line->size())});
+    if (computed != *digest) {
+      return absl::DataLossError(
+          "the file does not match its certstore-digest: it was damaged or "
+          "edited after certstore wrote it");
+    }
   }
   return header;
 }

@@ -39,8 +39,10 @@ struct EntryFileHeader {
 absl::StatusOr<std::string> EncodeEntryFile(const Entry& entry);
 
 // Parses the header lines (those before the first "-----BEGIN"). DataLoss
-// for a repeated field or a value that does not parse; unknown
-// "certstore-" fields and other text are ignored.
+// for a repeated field, a value that does not parse, or a file that does
+// not match its certstore-digest (SHA-256 of the file without that line,
+// written by EncodeEntryFile; files without one, made by hand, are read
+// unverified); unknown "certstore-" fields and other text are ignored.
 absl::StatusOr<EntryFileHeader> ParseEntryFileHeader(absl::string_view content);
 
 // The entry a stored file holds for `alias`. Decodes the key (narrowly:

@@ -14,6 +14,7 @@
 #include "certstore/key.h"
 #include "certstore/testing/status_matchers.h"
 #include "certstore/testing/test_pki.h"
+#include "tests/filesystem/fs_test_util.h"
 
 namespace certstore::filesystem_internal {
 namespace {
@@ -95,10 +96,11 @@ TEST(EntryFileTest, SummaryWithAFullHeaderDecodesNoKey) {
   ASSERT_OK(encoded);
   const size_t key = encoded->find("-----BEGIN PRIVATE KEY-----");
   ASSERT_NE(key, std::string::npos);
-  const std::string not_a_key = encoded->substr(0, key) +
-                                "-----BEGIN PRIVATE KEY-----\n" +
-                                absl::Base64Escape("definitely not PKCS#8") +
-                                "\n-----END PRIVATE KEY-----\n";
+  const std::string not_a_key =
+      certstore::testing::WithoutDigest(encoded->substr(0, key)) +
+      "-----BEGIN PRIVATE KEY-----\n" +
+      absl::Base64Escape("definitely not PKCS#8") +
+      "\n-----END PRIVATE KEY-----\n";
   auto header = ParseEntryFileHeader(not_a_key);
   ASSERT_OK(header);
   auto info = SummarizeEntryFile(not_a_key, *header, "summary",

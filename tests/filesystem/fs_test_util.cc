@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <openssl/evp.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -17,6 +18,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "filesystem/alias_names.h"
 #include "tests/support/subprocess.h"
@@ -143,6 +145,53 @@ int ChildProcess::Wait(absl::Duration timeout) {
   }
   Kill();
   return -1;
+}
+
+namespace {
+
+constexpr absl::string_view kDigestField = "certstore-digest: ";
+
+// Where the digest line starts and how long it is (with its newline).
+std::pair<size_t, size_t> DigestLine(absl::string_view content) {
+  size_t start = content.find(absl::StrCat("\n", kDigestField));
+  if (start == absl::string_view::npos) {
+    return {absl::string_view::npos, 0};
+  }
+  ++start;
+  const size_t end = content.find('\n', start);
+  return {start,
+          (end == absl::string_view::npos ? content.size() : end + 1) - start};
+}
+
+}  // namespace
+
+std::string WithoutDigest(absl::string_view content) {
+  auto [start, length] = DigestLine(content);
+  std::string out(content);
+  if (start != absl::string_view::npos) {
+    out.erase(start, length);
+  }
+  return out;
+}
+
+std::string Redigested(absl::string_view content) {
+  auto [start, length] = DigestLine(content);
+  EXPECT_NE(start, absl::string_view::npos) << "no digest line";
+  if (start == absl::string_view::npos) {
+    return std::string(content);
+  }
+  const std::string rest = WithoutDigest(content);
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int md_length = 0;
+  EXPECT_EQ(EVP_Digest(rest.data(), rest.size(), md, &md_length, EVP_sha256(),
+                       nullptr),
+            1);
+  std::string out = rest;
+  out.insert(start, absl::StrCat(kDigestField, "sha256:",
+                                 absl::WebSafeBase64Escape(absl::string_view(
+                                     reinterpret_cast<char*>(md), md_length)),
+                                 "\n"));
+  return out;
 }
 
 }  // namespace certstore::testing

@@ -36,6 +36,14 @@ std::vector<std::string> ListTree(const std::string& dir);
 // store names it.
 std::string AliasDir(const std::string& store_dir, absl::string_view alias);
 
+// An entry file edited by hand: `content` without its certstore-digest
+// line (docs/filesystem-store.md: whoever edits a file drops its digest).
+std::string WithoutDigest(absl::string_view content);
+
+// `content` with its certstore-digest recomputed as certstore writes it:
+// a change only the other checks can catch (another writer's file).
+std::string Redigested(absl::string_view content);
+
 struct CommandResult {
   int exit_code = -1;  // -1: did not exit normally
   std::string output;  // stdout and stderr

@@ -259,13 +259,22 @@ TEST_F(PemDirStoreTest, KeyOfAnotherCertificateInAFileIsDataLoss) {
 TEST_F(PemDirStoreTest, HeaderThatDisagreesWithTheCertificateIsDataLoss) {
   auto entry = Fresh("edited");
   ASSERT_OK(store_->Put(entry));
-  const std::string content = ReadFile(FileOf(*entry));
+  const std::string written = ReadFile(FileOf(*entry));
   const std::string recorded = absl::FormatTime(
       absl::RFC3339_full, entry->not_after(), absl::UTCTimeZone());
+  // Edited with its digest kept: the digest sees it.
   WriteFile(FileOf(*entry),
-            absl::StrReplaceAll(content, {{recorded, "2099-01-01T00:00:00Z"}}));
+            absl::StrReplaceAll(written, {{recorded, "2099-01-01T00:00:00Z"}}));
   auto fresh_store = Open();
   ASSERT_OK(fresh_store);
+  EXPECT_THAT(
+      (*fresh_store)->Find("edited"),
+      StatusIs(absl::StatusCode::kDataLoss, AllOf(HasSubstr("certstore-digest"),
+                                                  HasSubstr(FileOf(*entry)))));
+  // Edited by hand, digest dropped: the header's facts are still checked.
+  const std::string content = WithoutDigest(written);
+  WriteFile(FileOf(*entry),
+            absl::StrReplaceAll(content, {{recorded, "2099-01-01T00:00:00Z"}}));
   EXPECT_THAT(
       (*fresh_store)->Find("edited"),
       StatusIs(absl::StatusCode::kDataLoss, HasSubstr("certstore-not-after")));
@@ -330,7 +339,7 @@ TEST_F(PemDirStoreTest, FindSeesAFileRewrittenByAnotherProcess) {
   struct stat before;
   ASSERT_EQ(stat(path.c_str(), &before), 0);
   const std::string content =
-      absl::StrReplaceAll(ReadFile(path), {{"id-1", "id-9"}});
+      Redigested(absl::StrReplaceAll(ReadFile(path), {{"id-1", "id-9"}}));
   pid_t child = fork();
   ASSERT_GE(child, 0);
   if (child == 0) {
