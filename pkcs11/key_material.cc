@@ -70,7 +70,8 @@ absl::StatusOr<std::string> SpkiFromParams(const char* type,
   return out;
 }
 
-absl::StatusOr<std::string> RsaSpki(RawToken& token, CK_OBJECT_HANDLE key) {
+absl::StatusOr<std::string> RsaSpki(RawToken& token, CK_OBJECT_HANDLE key)
+    ABSL_EXCLUSIVE_LOCKS_REQUIRED(token.module().mu()) {
   CERTSTORE_ASSIGN_OR_RETURN(std::string n, token.Attribute(key, CKA_MODULUS));
   CERTSTORE_ASSIGN_OR_RETURN(std::string e,
                              token.Attribute(key, CKA_PUBLIC_EXPONENT));
@@ -87,7 +88,8 @@ absl::StatusOr<std::string> RsaSpki(RawToken& token, CK_OBJECT_HANDLE key) {
   return SpkiFromParams("RSA", bld.get());
 }
 
-absl::StatusOr<std::string> EcSpki(RawToken& token, CK_OBJECT_HANDLE pub) {
+absl::StatusOr<std::string> EcSpki(RawToken& token, CK_OBJECT_HANDLE pub)
+    ABSL_EXCLUSIVE_LOCKS_REQUIRED(token.module().mu()) {
   CERTSTORE_ASSIGN_OR_RETURN(std::string params,
                              token.Attribute(pub, CKA_EC_PARAMS));
   CERTSTORE_ASSIGN_OR_RETURN(std::string point,

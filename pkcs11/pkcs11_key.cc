@@ -85,6 +85,12 @@ absl::Status Pkcs11Key::CheckOnToken() const {
       absl::StrCat("key ", location_, " is no longer on the token"));
 }
 
+absl::Status Pkcs11Key::CheckOnTokenLocking() const {
+  absl::MutexLock lock(&token_->module().mu());
+  token_->module().Prepare();
+  return CheckOnToken();
+}
+
 absl::StatusOr<EVP_PKEY*> Pkcs11Key::PickLibp11Key(
     Generation& generation) const {
   PKCS11_SLOT* slot = generation.SlotFor(token_->label());
@@ -126,14 +132,13 @@ absl::Status Pkcs11Key::LoadLocked() const {
     return absl::OkStatus();
   }
   CERTSTORE_RETURN_IF_ERROR(CheckOnToken());
-  ModuleContext& module = token_->module();
   CERTSTORE_ASSIGN_OR_RETURN(std::shared_ptr<Generation> generation,
-                             module.CurrentGeneration());
+                             token_->module().CurrentGeneration());
   absl::Status last;
   for (int attempt = 0; attempt < 2; ++attempt) {
     if (attempt > 0) {
       // A fresh slot list holds only live objects.
-      CERTSTORE_ASSIGN_OR_RETURN(generation, module.Refresh());
+      CERTSTORE_ASSIGN_OR_RETURN(generation, token_->module().Refresh());
     }
     absl::StatusOr<EVP_PKEY*> picked = PickLibp11Key(*generation);
     if (!picked.ok()) {

@@ -56,13 +56,27 @@ class Pkcs11Key final : public Key {
   // With the module's mutex held: OK when the private-key object is still
   // on the token (one C_GetAttributeValue); FailedPrecondition when it is
   // gone; Unavailable when the token cannot be reached.
-  absl::Status CheckOnToken() const;
+  absl::Status CheckOnToken() const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(token_->module().mu());
+  // The same, taking the module's mutex.
+  absl::Status CheckOnTokenLocking() const
+      ABSL_LOCKS_EXCLUDED(token_->module().mu());
+
+  // The module's mutex (for callers that hold it through another path to
+  // the same module, to tell the thread-safety analysis so).
+  absl::Mutex& mu() const ABSL_LOCK_RETURNED(token_->module().mu()) {
+    return token_->module().mu();
+  }
 
  private:
-  absl::Status LoadLocked() const;
-  absl::StatusOr<EVP_PKEY*> PickLibp11Key(Generation& generation) const;
-  absl::StatusOr<std::string> SignLocked(absl::string_view data) const;
-  void ReopenLibp11Session() const;
+  absl::Status LoadLocked() const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(token_->module().mu());
+  absl::StatusOr<EVP_PKEY*> PickLibp11Key(Generation& generation) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(token_->module().mu());
+  absl::StatusOr<std::string> SignLocked(absl::string_view data) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(token_->module().mu());
+  void ReopenLibp11Session() const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(token_->module().mu());
 
   const std::shared_ptr<RawToken> token_;
   const std::string alias_;
@@ -80,21 +94,24 @@ class Pkcs11Key final : public Key {
 // with a fresh random CKA_ID.
 absl::StatusOr<TokenKeyRef> GenerateKeyOnToken(RawToken& token,
                                                absl::string_view alias,
-                                               KeyType type);
+                                               KeyType type)
+    ABSL_EXCLUSIVE_LOCKS_REQUIRED(token.module().mu());
 
 // With the module's mutex held: copies an exportable (software) key onto
 // the token as a sensitive, non-extractable private key plus its public key,
 // labelled `alias` with a fresh CKA_ID. Returns the reference and the handle
 // of the public-key object (for rollback).
 absl::StatusOr<std::pair<TokenKeyRef, CK_OBJECT_HANDLE>> ImportKeyToToken(
-    RawToken& token, absl::string_view alias, const Key& key);
+    RawToken& token, absl::string_view alias, const Key& key)
+    ABSL_EXCLUSIVE_LOCKS_REQUIRED(token.module().mu());
 
 // With the module's mutex held: the SubjectPublicKeyInfo of a key pair,
 // from the private object (RSA: modulus, exponent) or the public object
 // (EC: CKA_EC_PARAMS, CKA_EC_POINT; `public_handle` 0 when there is none).
 absl::StatusOr<std::string> ReadPublicKeyDer(RawToken& token,
                                              CK_OBJECT_HANDLE private_handle,
-                                             CK_OBJECT_HANDLE public_handle);
+                                             CK_OBJECT_HANDLE public_handle)
+    ABSL_EXCLUSIVE_LOCKS_REQUIRED(token.module().mu());
 
 // "EC-P256", "RSA-2048", … for a SubjectPublicKeyInfo.
 std::string AlgorithmOfPublicKey(absl::string_view spki_der);

@@ -43,7 +43,6 @@ class Pkcs11Store final : public CertStore {
       : name_(std::move(name)),
         token_(std::move(token)),
         lock_dir_(std::move(lock_dir)),
-        module_(token_->module()),
         clock_(options.clock != nullptr ? options.clock : Clock::System()),
         allow_import_(options.allow_import),
         cache_ttl_(options.cache_ttl) {}
@@ -79,23 +78,29 @@ class Pkcs11Store final : public CertStore {
     absl::Time loaded_at;
   };
 
-  // Everything below runs with module_.mu() held.
-  absl::StatusOr<AliasState*> Cached(absl::string_view alias, bool* loaded);
-  absl::StatusOr<AliasState*> Load(absl::string_view alias);
-  absl::Status StillOnToken(const StoredEntry& stored);
-  absl::StatusOr<KeyPlan> PlanKey(const Entry& entry, const AliasState& state);
+  // Everything below runs with the module's mutex held.
+  absl::StatusOr<AliasState*> Cached(absl::string_view alias, bool* loaded)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(token_->module().mu());
+  absl::StatusOr<AliasState*> Load(absl::string_view alias)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(token_->module().mu());
+  absl::Status StillOnToken(const StoredEntry& stored)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(token_->module().mu());
+  absl::StatusOr<KeyPlan> PlanKey(const Entry& entry, const AliasState& state)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(token_->module().mu());
   absl::Status WriteEntry(const std::shared_ptr<const Entry>& entry,
-                          AliasState& state, const KeyPlan& plan);
-  void Rollback(const KeyPlan& plan);
+                          AliasState& state, const KeyPlan& plan)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(token_->module().mu());
+  void Rollback(const KeyPlan& plan)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(token_->module().mu());
 
   const std::string name_;
   const std::shared_ptr<RawToken> token_;
   const internal::UniqueFd lock_dir_;  // LockAlias's lock files
-  ModuleContext& module_;
   const Clock* const clock_;
   const bool allow_import_;
   const absl::Duration cache_ttl_;
-  absl::flat_hash_map<std::string, AliasState> cache_;  // by module_.mu()
+  absl::flat_hash_map<std::string, AliasState> cache_
+      ABSL_GUARDED_BY(token_->module().mu());
   InProcessAliasLocks alias_locks_;
 };
 
@@ -114,7 +119,7 @@ absl::StatusOr<Pkcs11Store::AliasState*> Pkcs11Store::Load(
 absl::StatusOr<Pkcs11Store::AliasState*> Pkcs11Store::Cached(
     absl::string_view alias, bool* loaded) {
   auto it = cache_.find(alias);
-  if (it != cache_.end() && it->second.epoch == module_.epoch() &&
+  if (it != cache_.end() && it->second.epoch == token_->module().epoch() &&
       absl::Now() - it->second.loaded_at < cache_ttl_) {
     *loaded = false;
     return &it->second;
@@ -138,8 +143,8 @@ absl::StatusOr<std::shared_ptr<const Entry>> Pkcs11Store::Find(
   }
   const std::string context = OpContext(Name(), "Find", alias);
   const absl::Time now = clock_->Now();
-  absl::MutexLock lock(&module_.mu());
-  module_.Prepare();
+  absl::MutexLock lock(&token_->module().mu());
+  token_->module().Prepare();
   for (int attempt = 0; attempt < 2; ++attempt) {
     bool loaded = false;
     absl::StatusOr<AliasState*> state = Cached(alias, &loaded);
@@ -170,8 +175,10 @@ absl::StatusOr<std::shared_ptr<const Entry>> Pkcs11Store::Find(
 absl::StatusOr<KeyPlan> Pkcs11Store::PlanKey(const Entry& entry,
                                              const AliasState& state) {
   const auto* token_key = dynamic_cast<const Pkcs11Key*>(entry.key().get());
-  if (token_key != nullptr && &token_key->token().module() == &module_ &&
+  if (token_key != nullptr &&
+      &token_key->token().module() == &token_->module() &&
       token_key->token().label() == token_->label()) {
+    token_key->mu().AssertHeld();  // the same module: its mutex is held
     CERTSTORE_RETURN_IF_ERROR(token_key->CheckOnToken());
     return KeyPlan{token_key->ref().id, token_key->ref().private_handle, 0};
   }
@@ -249,8 +256,8 @@ absl::Status Pkcs11Store::Put(std::shared_ptr<const Entry> entry) {
   CERTSTORE_RETURN_IF_ERROR(
       CheckEntryForPut(entry.get(), Name(), ChainCheck::kDecode));
   const std::string context = OpContext(Name(), "Put", entry->alias());
-  absl::MutexLock lock(&module_.mu());
-  module_.Prepare();
+  absl::MutexLock lock(&token_->module().mu());
+  token_->module().Prepare();
   bool loaded = false;
   absl::StatusOr<AliasState*> state = Cached(entry->alias(), &loaded);
   if (!state.ok()) {
@@ -272,8 +279,8 @@ absl::StatusOr<int> Pkcs11Store::DeleteAllForAlias(absl::string_view alias) {
     return WithContext(s, OpContext(Name(), "DeleteAllForAlias", ""));
   }
   const std::string context = OpContext(Name(), "DeleteAllForAlias", alias);
-  absl::MutexLock lock(&module_.mu());
-  module_.Prepare();
+  absl::MutexLock lock(&token_->module().mu());
+  token_->module().Prepare();
   cache_.erase(alias);
   absl::Status status = token_->CheckToken();
   absl::StatusOr<pkcs11_internal::AliasObjects> objects =
@@ -301,9 +308,7 @@ absl::Status Pkcs11Store::ProbeKey(const Entry& entry) {
     return WithContext(probe, context);
   }
   // An unreachable token is Unavailable (retry), not a dead key (evict).
-  absl::MutexLock lock(&token_key->token().module().mu());
-  token_key->token().module().Prepare();
-  absl::Status where = token_key->CheckOnToken();
+  absl::Status where = token_key->CheckOnTokenLocking();
   if (where.code() == absl::StatusCode::kUnavailable) {
     return WithContext(where, context);
   }
@@ -316,8 +321,8 @@ absl::StatusOr<std::shared_ptr<const Key>> Pkcs11Store::CreateKey(
     return WithContext(s, OpContext(Name(), "CreateKey", ""));
   }
   const std::string context = OpContext(Name(), "CreateKey", alias);
-  absl::MutexLock lock(&module_.mu());
-  module_.Prepare();
+  absl::MutexLock lock(&token_->module().mu());
+  token_->module().Prepare();
   absl::Status status = token_->CheckToken();
   absl::StatusOr<pkcs11_internal::TokenKeyRef> ref =
       status.ok()
@@ -327,15 +332,15 @@ absl::StatusOr<std::shared_ptr<const Key>> Pkcs11Store::CreateKey(
     return WithContext(ref.status(), context);
   }
   return std::shared_ptr<const Key>(std::make_shared<Pkcs11Key>(
-      token_, std::string(alias), *std::move(ref), module_.epoch()));
+      token_, std::string(alias), *std::move(ref), token_->module().epoch()));
 }
 
 absl::StatusOr<std::vector<EntryInfo>> Pkcs11Store::List(
     const ListOptions& options) {
   const std::string context = OpContext(Name(), "List", "");
   std::vector<EntryInfo> infos;
-  absl::MutexLock lock(&module_.mu());
-  module_.Prepare();
+  absl::MutexLock lock(&token_->module().mu());
+  token_->module().Prepare();
   absl::Status status = token_->CheckToken();
   absl::StatusOr<std::vector<std::string>> labels =
       status.ok() ? pkcs11_internal::CertificateLabels(*token_)

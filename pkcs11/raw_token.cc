@@ -58,12 +58,12 @@ RawToken::~RawToken() {
   if (connected_) {
     // Closed at the module's next Prepare: this destructor may run on any
     // thread, with or without the module's mutex.
-    module_->RetireSession(session_, session_epoch_);
+    module().RetireSession(session_, session_epoch_);
   }
 }
 
 absl::StatusOr<CK_SLOT_ID> RawToken::FindSlot() {
-  CK_FUNCTION_LIST* f = module_->functions();
+  CK_FUNCTION_LIST* f = module().functions();
   CK_ULONG count = 0;
   CK_RV rv = f->C_GetSlotList(CK_TRUE, nullptr, &count);
   std::vector<CK_SLOT_ID> slots(count);
@@ -81,32 +81,32 @@ absl::StatusOr<CK_SLOT_ID> RawToken::FindSlot() {
     }
   }
   return absl::UnavailableError(absl::StrCat(
-      "token \"", label_, "\" is not present in module ", module_->path()));
+      "token \"", label_, "\" is not present in module ", module().path()));
 }
 
 absl::StatusOr<CK_SLOT_ID> RawToken::FindSlotOrReinitialize() {
   absl::StatusOr<CK_SLOT_ID> slot = FindSlot();
   const absl::Time now = absl::Now();
-  if (slot.ok() || !ever_connected_ || !module_->owns_initialization() ||
+  if (slot.ok() || !ever_connected_ || !module().owns_initialization() ||
       now - last_reinitialize_ < retry_interval_) {
     return slot;
   }
   // The token went away under us; a re-created one is only visible to
   // this process after C_Finalize + C_Initialize.
   last_reinitialize_ = now;
-  CERTSTORE_RETURN_IF_ERROR(module_->Reinitialize());
+  CERTSTORE_RETURN_IF_ERROR(module().Reinitialize());
   return FindSlot();
 }
 
 void RawToken::DropSession() {
-  if (connected_ && session_epoch_ == module_->epoch()) {
-    module_->functions()->C_CloseSession(session_);
+  if (connected_ && session_epoch_ == module().epoch()) {
+    module().functions()->C_CloseSession(session_);
   }
   connected_ = false;
 }
 
 CK_RV RawToken::LoginWith(const std::string& pin) {
-  return module_->functions()->C_Login(
+  return module().functions()->C_Login(
       session_, CKU_USER,
       reinterpret_cast<CK_UTF8CHAR*>(const_cast<char*>(pin.data())),
       static_cast<CK_ULONG>(pin.size()));
@@ -114,12 +114,12 @@ CK_RV RawToken::LoginWith(const std::string& pin) {
 
 CK_RV RawToken::Login() {
   CK_RV rv = LoginWith(pin_);
-  const std::string* verified = module_->VerifiedPin(label_);
+  const std::string* verified = module().VerifiedPin(label_);
   if (rv == CKR_USER_ALREADY_LOGGED_IN && verified != nullptr &&
       *verified != pin_) {
     // Someone else's login answered for us: check our own PIN for real,
     // and put their login back when ours is wrong.
-    module_->functions()->C_Logout(session_);
+    module().functions()->C_Logout(session_);
     rv = LoginWith(pin_);
     if (rv != CKR_OK) {
       LoginWith(*verified);
@@ -127,7 +127,7 @@ CK_RV RawToken::Login() {
     }
   }
   if (rv == CKR_OK || rv == CKR_USER_ALREADY_LOGGED_IN) {
-    module_->SetVerifiedPin(label_, pin_);
+    module().SetVerifiedPin(label_, pin_);
   }
   return rv;
 }
@@ -135,7 +135,7 @@ CK_RV RawToken::Login() {
 absl::Status RawToken::Connect() {
   DropSession();
   CERTSTORE_ASSIGN_OR_RETURN(slot_, FindSlotOrReinitialize());
-  CK_FUNCTION_LIST* f = module_->functions();
+  CK_FUNCTION_LIST* f = module().functions();
   CERTSTORE_RETURN_IF_ERROR(
       CkrStatus(f->C_OpenSession(slot_, CKF_SERIAL_SESSION | CKF_RW_SESSION,
                                  nullptr, nullptr, &session_),
@@ -147,12 +147,12 @@ absl::Status RawToken::Connect() {
   }
   connected_ = true;
   ever_connected_ = true;
-  session_epoch_ = module_->epoch();
+  session_epoch_ = module().epoch();
   return absl::OkStatus();
 }
 
 absl::Status RawToken::EnsureSession() {
-  if (connected_ && session_epoch_ == module_->epoch()) {
+  if (connected_ && session_epoch_ == module().epoch()) {
     return absl::OkStatus();
   }
   connected_ = false;
@@ -162,7 +162,7 @@ absl::Status RawToken::EnsureSession() {
 absl::Status RawToken::CheckToken() {
   CERTSTORE_RETURN_IF_ERROR(EnsureSession());
   CK_TOKEN_INFO info;
-  const CK_RV rv = module_->functions()->C_GetTokenInfo(slot_, &info);
+  const CK_RV rv = module().functions()->C_GetTokenInfo(slot_, &info);
   if (rv == CKR_OK && TokenLabel(info) == label_) {
     return absl::OkStatus();
   }
@@ -181,7 +181,7 @@ absl::Status RawToken::Run(absl::string_view what, Call call) {
 }
 
 absl::StatusOr<std::vector<CK_OBJECT_HANDLE>> RawToken::Find(Template& match) {
-  CK_FUNCTION_LIST* f = module_->functions();
+  CK_FUNCTION_LIST* f = module().functions();
   std::vector<CK_OBJECT_HANDLE> found;
   CERTSTORE_RETURN_IF_ERROR(
       Run("C_FindObjects", [&](CK_SESSION_HANDLE session) {
@@ -204,7 +204,7 @@ absl::StatusOr<std::vector<CK_OBJECT_HANDLE>> RawToken::Find(Template& match) {
 
 absl::StatusOr<std::string> RawToken::Attribute(CK_OBJECT_HANDLE object,
                                                 CK_ATTRIBUTE_TYPE type) {
-  CK_FUNCTION_LIST* f = module_->functions();
+  CK_FUNCTION_LIST* f = module().functions();
   std::string value;
   CERTSTORE_RETURN_IF_ERROR(
       Run("C_GetAttributeValue", [&](CK_SESSION_HANDLE session) {
@@ -225,7 +225,7 @@ absl::StatusOr<std::string> RawToken::Attribute(CK_OBJECT_HANDLE object,
 
 absl::Status RawToken::Matches(CK_OBJECT_HANDLE object, CK_ATTRIBUTE_TYPE type,
                                absl::string_view expected) {
-  CK_FUNCTION_LIST* f = module_->functions();
+  CK_FUNCTION_LIST* f = module().functions();
   std::string value(expected.size(), '\0');
   CK_ATTRIBUTE attr = {type, value.data(), static_cast<CK_ULONG>(value.size())};
   CERTSTORE_RETURN_IF_ERROR(
@@ -242,7 +242,7 @@ absl::Status RawToken::Matches(CK_OBJECT_HANDLE object, CK_ATTRIBUTE_TYPE type,
 }
 
 absl::StatusOr<CK_OBJECT_HANDLE> RawToken::Create(Template& object) {
-  CK_FUNCTION_LIST* f = module_->functions();
+  CK_FUNCTION_LIST* f = module().functions();
   CK_OBJECT_HANDLE handle = 0;
   CERTSTORE_RETURN_IF_ERROR(
       Run("C_CreateObject", [&](CK_SESSION_HANDLE session) {
@@ -253,7 +253,7 @@ absl::StatusOr<CK_OBJECT_HANDLE> RawToken::Create(Template& object) {
 }
 
 absl::Status RawToken::Destroy(CK_OBJECT_HANDLE object) {
-  CK_FUNCTION_LIST* f = module_->functions();
+  CK_FUNCTION_LIST* f = module().functions();
   return Run("C_DestroyObject", [&](CK_SESSION_HANDLE session) {
     const CK_RV rv = f->C_DestroyObject(session, object);
     return rv == CKR_OBJECT_HANDLE_INVALID ? static_cast<CK_RV>(CKR_OK) : rv;
@@ -264,7 +264,7 @@ absl::StatusOr<std::pair<CK_OBJECT_HANDLE, CK_OBJECT_HANDLE>>
 RawToken::GenerateKeyPair(CK_MECHANISM_TYPE mechanism,
                           Template& public_template,
                           Template& private_template) {
-  CK_FUNCTION_LIST* f = module_->functions();
+  CK_FUNCTION_LIST* f = module().functions();
   CK_MECHANISM mech = {mechanism, nullptr, 0};
   CK_OBJECT_HANDLE public_key = 0;
   CK_OBJECT_HANDLE private_key = 0;

@@ -61,7 +61,7 @@ class RawToken {
   ModuleContext& module() const { return *module_; }
   const std::shared_ptr<ModuleContext>& module_ptr() const { return module_; }
   const std::string& label() const { return label_; }
-  const std::string& pin() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(module_->mu()) {
+  const std::string& pin() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(module().mu()) {
     return pin_;
   }
 
@@ -70,62 +70,62 @@ class RawToken {
   // Finds the token, opens a read/write session and logs in (
   // CKR_USER_ALREADY_LOGGED_IN is success). Unavailable when the token is
   // absent; PermissionDenied naming the token (never the PIN) for a bad PIN.
-  absl::Status Connect() ABSL_EXCLUSIVE_LOCKS_REQUIRED(module_->mu());
+  absl::Status Connect() ABSL_EXCLUSIVE_LOCKS_REQUIRED(module().mu());
 
   // OK when the token is still there (C_GetTokenInfo); otherwise reconnects
   // (which may re-initialise the module) and says whether that worked.
-  absl::Status CheckToken() ABSL_EXCLUSIVE_LOCKS_REQUIRED(module_->mu());
+  absl::Status CheckToken() ABSL_EXCLUSIVE_LOCKS_REQUIRED(module().mu());
 
   // Handles from C_FindObjects for `match` (all of them).
   absl::StatusOr<std::vector<CK_OBJECT_HANDLE>> Find(Template& match)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(module_->mu());
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(module().mu());
 
   // One attribute's value. NotFound when the handle is no longer valid
   // (object deleted), InvalidArgument when the object lacks the attribute.
   absl::StatusOr<std::string> Attribute(CK_OBJECT_HANDLE object,
                                         CK_ATTRIBUTE_TYPE type)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(module_->mu());
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(module().mu());
 
   // The cheap validity check of a cached handle: one C_GetAttributeValue
   // into a buffer of expected.size(). OK when the value equals `expected`;
   // NotFound when the object is gone; FailedPrecondition when it differs.
   absl::Status Matches(CK_OBJECT_HANDLE object, CK_ATTRIBUTE_TYPE type,
                        absl::string_view expected)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(module_->mu());
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(module().mu());
 
   absl::StatusOr<CK_OBJECT_HANDLE> Create(Template& object)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(module_->mu());
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(module().mu());
 
   // CKR_OBJECT_HANDLE_INVALID (already gone) is success.
   absl::Status Destroy(CK_OBJECT_HANDLE object)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(module_->mu());
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(module().mu());
 
   // C_GenerateKeyPair; returns (public, private) handles.
   absl::StatusOr<std::pair<CK_OBJECT_HANDLE, CK_OBJECT_HANDLE>> GenerateKeyPair(
       CK_MECHANISM_TYPE mechanism, Template& public_template,
-      Template& private_template) ABSL_EXCLUSIVE_LOCKS_REQUIRED(module_->mu());
+      Template& private_template) ABSL_EXCLUSIVE_LOCKS_REQUIRED(module().mu());
 
   // The module epoch the current session belongs to (object handles found
   // in another epoch are meaningless).
-  uint64_t session_epoch() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(module_->mu()) {
+  uint64_t session_epoch() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(module().mu()) {
     return session_epoch_;
   }
 
  private:
-  absl::Status EnsureSession() ABSL_EXCLUSIVE_LOCKS_REQUIRED(module_->mu());
+  absl::Status EnsureSession() ABSL_EXCLUSIVE_LOCKS_REQUIRED(module().mu());
   absl::StatusOr<CK_SLOT_ID> FindSlot()
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(module_->mu());
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(module().mu());
   absl::StatusOr<CK_SLOT_ID> FindSlotOrReinitialize()
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(module_->mu());
-  void DropSession() ABSL_EXCLUSIVE_LOCKS_REQUIRED(module_->mu());
-  CK_RV Login() ABSL_EXCLUSIVE_LOCKS_REQUIRED(module_->mu());
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(module().mu());
+  void DropSession() ABSL_EXCLUSIVE_LOCKS_REQUIRED(module().mu());
+  CK_RV Login() ABSL_EXCLUSIVE_LOCKS_REQUIRED(module().mu());
   CK_RV LoginWith(const std::string& pin)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(module_->mu());
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(module().mu());
   // Runs `call` with the session; reconnects and runs it once more when it
   // fails with a reconnect-class CK_RV. Maps the result with CkrStatus.
   template <typename Call>
   absl::Status Run(absl::string_view what, Call call)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(module_->mu());
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(module().mu());
 
   const std::shared_ptr<ModuleContext> module_;
   const std::string label_;

@@ -17,7 +17,8 @@ namespace {
 
 absl::StatusOr<CK_ULONG> UlongAttribute(RawToken& token,
                                         CK_OBJECT_HANDLE object,
-                                        CK_ATTRIBUTE_TYPE type) {
+                                        CK_ATTRIBUTE_TYPE type)
+    ABSL_EXCLUSIVE_LOCKS_REQUIRED(token.module().mu()) {
   CERTSTORE_ASSIGN_OR_RETURN(std::string bytes, token.Attribute(object, type));
   CK_ULONG value = 0;
   if (bytes.size() != sizeof(value)) {
@@ -30,7 +31,8 @@ absl::StatusOr<CK_ULONG> UlongAttribute(RawToken& token,
 // The first object of `object_class` with CKA_ID `id`, or 0.
 absl::StatusOr<CK_OBJECT_HANDLE> FindById(RawToken& token,
                                           CK_OBJECT_CLASS object_class,
-                                          absl::string_view id) {
+                                          absl::string_view id)
+    ABSL_EXCLUSIVE_LOCKS_REQUIRED(token.module().mu()) {
   Template match;
   match.AddUlong(CKA_CLASS, object_class).Add(CKA_ID, id);
   CERTSTORE_ASSIGN_OR_RETURN(std::vector<CK_OBJECT_HANDLE> found,
@@ -51,7 +53,8 @@ struct Pairing {
 };
 
 absl::StatusOr<Pairing> IndexObjects(RawToken& token,
-                                     const AliasObjects& objects) {
+                                     const AliasObjects& objects)
+    ABSL_EXCLUSIVE_LOCKS_REQUIRED(token.module().mu()) {
   Pairing p;
   for (CK_OBJECT_HANDLE h : objects.private_keys) {
     CERTSTORE_ASSIGN_OR_RETURN(std::string id, token.Attribute(h, CKA_ID));
@@ -80,7 +83,8 @@ absl::StatusOr<Pairing> IndexObjects(RawToken& token,
 absl::StatusOr<std::shared_ptr<const Key>> KeyFor(
     const std::shared_ptr<RawToken>& token, absl::string_view alias,
     absl::string_view id, CK_OBJECT_HANDLE private_handle,
-    absl::string_view leaf_der, Pairing& p) {
+    absl::string_view leaf_der, Pairing& p)
+    ABSL_EXCLUSIVE_LOCKS_REQUIRED(token->module().mu()) {
   auto it = p.key_by_id.find(id);
   if (it != p.key_by_id.end()) {
     return it->second;
@@ -115,7 +119,8 @@ absl::StatusOr<std::shared_ptr<const Key>> KeyFor(
 // The entry of one certificate object, or null when it has no usable key.
 absl::StatusOr<std::shared_ptr<const Entry>> EntryOf(
     const std::shared_ptr<RawToken>& token, absl::string_view alias,
-    CK_OBJECT_HANDLE certificate, StoredEntry& stored, Pairing& p) {
+    CK_OBJECT_HANDLE certificate, StoredEntry& stored, Pairing& p)
+    ABSL_EXCLUSIVE_LOCKS_REQUIRED(token->module().mu()) {
   CERTSTORE_ASSIGN_OR_RETURN(stored.key_id,
                              token->Attribute(certificate, CKA_ID));
   CERTSTORE_ASSIGN_OR_RETURN(std::string leaf_der,

@@ -41,17 +41,20 @@ struct AliasObjects {
 // One C_FindObjects by CKA_LABEL (a linear scan on SoftHSM), then the class
 // of each object.
 absl::StatusOr<AliasObjects> FindAliasObjects(RawToken& token,
-                                              absl::string_view alias);
+                                              absl::string_view alias)
+    ABSL_EXCLUSIVE_LOCKS_REQUIRED(token.module().mu());
 
 // The usable entries of `alias`, newest not_after first: certificates whose
 // CKA_ID has a private key on the token and whose key matches the leaf.
 // Keys are Pkcs11Keys of `token` (their libp11 key is loaded on first
 // use). DataLoss when a certstore record of the alias is corrupt.
 absl::StatusOr<std::vector<StoredEntry>> LoadAliasEntries(
-    const std::shared_ptr<RawToken>& token, absl::string_view alias);
+    const std::shared_ptr<RawToken>& token, absl::string_view alias)
+    ABSL_EXCLUSIVE_LOCKS_REQUIRED(token->module().mu());
 
 // The labels of every certificate on the token, sorted, each once.
-absl::StatusOr<std::vector<std::string>> CertificateLabels(RawToken& token);
+absl::StatusOr<std::vector<std::string>> CertificateLabels(RawToken& token)
+    ABSL_EXCLUSIVE_LOCKS_REQUIRED(token.module().mu());
 
 }  // namespace certstore::pkcs11_internal
 

@@ -49,13 +49,15 @@ absl::StatusOr<EntryRecord> DecodeRecord(absl::string_view bytes);
 // With the module's mutex held: writes the CKO_DATA record of `alias`.
 absl::StatusOr<CK_OBJECT_HANDLE> WriteRecordObject(RawToken& token,
                                                    absl::string_view alias,
-                                                   const EntryRecord& record);
+                                                   const EntryRecord& record)
+    ABSL_EXCLUSIVE_LOCKS_REQUIRED(token.module().mu());
 
 // With the module's mutex held: writes the leaf as a CKO_CERTIFICATE
 // (CKC_X_509, CKA_ID = key_id, CKA_LABEL = alias, subject, issuer, serial).
 absl::StatusOr<CK_OBJECT_HANDLE> WriteCertificateObject(
     RawToken& token, absl::string_view alias, absl::string_view key_id,
-    X509* leaf, absl::string_view leaf_der);
+    X509* leaf, absl::string_view leaf_der)
+    ABSL_EXCLUSIVE_LOCKS_REQUIRED(token.module().mu());
 
 }  // namespace certstore::pkcs11_internal
 
