@@ -89,6 +89,23 @@ TEST(Pkcs11UriTest, PinValueIsRefusedAndNeverEchoed) {
                                       Not(HasSubstr("s3cr3t-PIN")))));
 }
 
+TEST(Pkcs11UriTest, APinIsNeverQuotedWhereverItSits) {
+  // A PIN inside another attribute's value, percent-encoded, in a URI that
+  // is not pkcs11: at all, written as pin=, or echoing its own message.
+  for (const char* uri : {
+           "pkcs11:token=a?module-name=x%3Bpin-value=s3cr3t-PIN",
+           "pkcs11:token=a;module-name=x%3bpin-value%3ds3cr3t-PIN;z=%zz",
+           "pin-value=s3cr3t-PIN:pkcs11",
+           "pkcs11:token=a?module-path=/m.so&pin=s3cr3t-PIN",
+           "pkcs11:token=a?passphrase=s3cr3t-PIN&module-path=/m.so",
+           "pkcs11:mod\xf4pin=s3cr3t-PIN\": attribute \"mod\xf4pin\": bad"}) {
+    SCOPED_TRACE(uri);
+    EXPECT_THAT(ParsePkcs11Uri(uri),
+                StatusIs(absl::StatusCode::kInvalidArgument,
+                         Not(HasSubstr("s3cr3t-PIN"))));
+  }
+}
+
 TEST(Pkcs11UriTest, BadUrisNameThePart) {
   const struct {
     const char* uri;
