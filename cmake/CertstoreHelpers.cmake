@@ -4,10 +4,14 @@
 
 # Warnings apply to certstore's own targets only, never to dependencies.
 function(certstore_warnings target)
+  target_compile_features(${target} PRIVATE cxx_std_17)
   target_compile_options(${target} PRIVATE -Wall -Wextra -Wpedantic -Wshadow
     -Wnon-virtual-dtor -Wno-unused-parameter)
   if(CERTSTORE_WERROR)
     target_compile_options(${target} PRIVATE -Werror)
+  endif()
+  if(CERTSTORE_THREAD_SAFETY)
+    target_compile_options(${target} PRIVATE -Wthread-safety -Werror)
   endif()
 endfunction()
 
