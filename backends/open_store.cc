@@ -18,6 +18,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "api/internal/directories.h"
+#include "backends/store_config_internal.h"
 #include "api/internal/json.h"
 #include "api/internal/posix_status.h"
 #include "api/internal/unique_fd.h"
@@ -384,7 +385,14 @@ absl::StatusOr<std::string> ResolveStoreUri(absl::string_view flag_store,
     return DefaultStoreUri();
   }
   CERTSTORE_ASSIGN_OR_RETURN(std::string text, ReadConfigFile(config));
-  const std::string context = absl::StrCat("config ", config);
+  return internal::StoreUriFromConfig(text, config);
+}
+
+namespace internal {
+
+absl::StatusOr<std::string> StoreUriFromConfig(absl::string_view text,
+                                               absl::string_view source) {
+  const std::string context = absl::StrCat("config ", source);
   std::optional<Json> json = internal::ParseJsonObject(text);
   if (json.has_value()) {
     if (std::optional<std::string> store =
@@ -410,4 +418,5 @@ absl::StatusOr<std::string> ResolveStoreUri(absl::string_view flag_store,
                    "or \"layers\": [\"<uri>\", …]"));
 }
 
+}  // namespace internal
 }  // namespace certstore

@@ -183,14 +183,10 @@ absl::Status CheckPkcs12Costs(const PKCS12* p12, const std::string& password,
   return absl::OkStatus();
 }
 
-absl::StatusOr<Credential> ReadPkcs12(const std::string& path,
-                                      const std::string& content,
-                                      const std::string& password_file) {
-  std::string password;
-  if (!password_file.empty()) {
-    CERTSTORE_ASSIGN_OR_RETURN(
-        password, ReadSecretFile(password_file, "PKCS#12 password file"));
-  }
+absl::StatusOr<Credential> DecodePkcs12(absl::string_view path,
+                                        absl::string_view content,
+                                        std::string password,
+                                        bool password_given) {
   const auto* data = reinterpret_cast<const unsigned char*>(content.data());
   std::unique_ptr<PKCS12, Pkcs12Deleter> p12(
       d2i_PKCS12(nullptr, &data, static_cast<long>(content.size())));
@@ -216,10 +212,9 @@ absl::StatusOr<Credential> ReadPkcs12(const std::string& path,
   if (ok != 1) {
     return OpenSslError(
         absl::StatusCode::kInvalidArgument,
-        absl::StrCat(
-            path, ": cannot open the PKCS#12 file (wrong password ",
-            password_file.empty() ? "(none given: --password-file) " : "",
-            "or an unsupported cipher)"));
+        absl::StrCat(path, ": cannot open the PKCS#12 file (wrong password ",
+                     password_given ? "" : "(none given: --password-file) ",
+                     "or an unsupported cipher)"));
   }
   if (owned_key == nullptr || owned_leaf == nullptr) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -304,25 +299,16 @@ absl::StatusOr<std::string> ReadSecretFile(const std::string& path,
   return secret;
 }
 
-absl::StatusOr<Credential> ReadCredential(const CredentialFiles& files) {
-  const bool separate = !files.cert.empty() || !files.key.empty();
-  if (files.bundle.empty() == !separate) {
-    return absl::InvalidArgumentError(
-        "give either one credential file (PEM bundle or PKCS#12) or --cert "
-        "and --key");
+absl::StatusOr<Credential> DecodeCredential(absl::string_view cert_path,
+                                            absl::string_view cert_content,
+                                            const CredentialKey& key_file,
+                                            std::string password,
+                                            bool password_given) {
+  if (!key_file.separate && !LooksLikePem(cert_content)) {
+    return DecodePkcs12(cert_path, cert_content, std::move(password),
+                        password_given);
   }
-  if (separate && (files.cert.empty() || files.key.empty())) {
-    return absl::InvalidArgumentError(
-        "--cert and --key go together: both files are needed");
-  }
-  const std::string& cert_path = separate ? files.cert : files.bundle;
-  const std::string& key_path = separate ? files.key : files.bundle;
-  CERTSTORE_ASSIGN_OR_RETURN(
-      std::string cert_content,
-      ReadInputFile(cert_path, "credential file", kMaxCredentialFileBytes));
-  if (!separate && !LooksLikePem(cert_content)) {
-    return ReadPkcs12(cert_path, cert_content, files.password_file);
-  }
+  OPENSSL_cleanse(&password[0], password.size());
   if (!LooksLikePem(cert_content)) {
     return absl::InvalidArgumentError(
         absl::StrCat(cert_path, ": not a PEM file (no -----BEGIN line)"));
@@ -335,15 +321,10 @@ absl::StatusOr<Credential> ReadCredential(const CredentialFiles& files) {
         chain.ok() ? "" : absl::StrCat(" (", chain.status().message(), ")")));
   }
   credential.chain_der = *std::move(chain);
-  std::string key_content;
-  if (separate) {
-    CERTSTORE_ASSIGN_OR_RETURN(
-        key_content,
-        ReadInputFile(key_path, "key file", kMaxCredentialFileBytes));
-  }
+  const absl::string_view key_path =
+      key_file.separate ? key_file.path : cert_path;
   absl::StatusOr<std::shared_ptr<const Key>> key =
-      SoftwareKeyFromPem(separate ? key_content : cert_content);
-  OPENSSL_cleanse(&key_content[0], key_content.size());
+      SoftwareKeyFromPem(key_file.separate ? key_file.content : cert_content);
   if (!key.ok()) {
     return absl::InvalidArgumentError(
         absl::StrCat(key_path, ": ", key.status().message()));
@@ -351,6 +332,42 @@ absl::StatusOr<Credential> ReadCredential(const CredentialFiles& files) {
   credential.key = *std::move(key);
   CERTSTORE_RETURN_IF_ERROR(
       PutLeafFirst(credential.chain_der, *credential.key, cert_path));
+  return credential;
+}
+
+absl::StatusOr<Credential> ReadCredential(const CredentialFiles& files) {
+  const bool separate = !files.cert.empty() || !files.key.empty();
+  if (files.bundle.empty() == !separate) {
+    return absl::InvalidArgumentError(
+        "give either one credential file (PEM bundle or PKCS#12) or --cert "
+        "and --key");
+  }
+  if (separate && (files.cert.empty() || files.key.empty())) {
+    return absl::InvalidArgumentError(
+        "--cert and --key go together: both files are needed");
+  }
+  const std::string& cert_path = separate ? files.cert : files.bundle;
+  CERTSTORE_ASSIGN_OR_RETURN(
+      std::string cert_content,
+      ReadInputFile(cert_path, "credential file", kMaxCredentialFileBytes));
+  CredentialKey key_file;
+  key_file.separate = separate;
+  key_file.path = files.key;
+  if (separate) {
+    CERTSTORE_ASSIGN_OR_RETURN(
+        key_file.content,
+        ReadInputFile(files.key, "key file", kMaxCredentialFileBytes));
+  }
+  std::string password;
+  if (!separate && !LooksLikePem(cert_content) &&
+      !files.password_file.empty()) {
+    CERTSTORE_ASSIGN_OR_RETURN(
+        password, ReadSecretFile(files.password_file, "PKCS#12 password file"));
+  }
+  absl::StatusOr<Credential> credential =
+      DecodeCredential(cert_path, cert_content, key_file, std::move(password),
+                       !files.password_file.empty());
+  OPENSSL_cleanse(&key_file.content[0], key_file.content.size());
   return credential;
 }
 

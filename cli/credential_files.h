@@ -38,6 +38,23 @@ struct Credential {
 // PKCS#12 password.
 absl::StatusOr<Credential> ReadCredential(const CredentialFiles& files);
 
+// The key half of a credential given as two files.
+struct CredentialKey {
+  bool separate = false;  // false: the key is in the certificate's file
+  std::string path;
+  std::string content;  // PEM private key
+};
+
+// ReadCredential once the files are read (and what fuzz/ drives):
+// `cert_content` is a PEM bundle, PEM certificates (with `key_file`) or a
+// PKCS#12 (DER) opened with `password` (wiped here). Errors name
+// `cert_path` / the key's path, never the password or key bytes.
+absl::StatusOr<Credential> DecodeCredential(absl::string_view cert_path,
+                                            absl::string_view cert_content,
+                                            const CredentialKey& key_file,
+                                            std::string password,
+                                            bool password_given);
+
 // Reads a small regular file: NotFound, PermissionDenied, InvalidArgument
 // (a directory, larger than `max_bytes`) naming `path` and `what`.
 absl::StatusOr<std::string> ReadInputFile(const std::string& path,
