@@ -14,8 +14,10 @@
 
 namespace certstore::testing {
 
-ProcessResult RunCli(const std::vector<std::string>& args,
-                     std::vector<std::string> env, absl::Duration timeout) {
+namespace {
+
+ProcessResult Run(const std::vector<std::string>& args,
+                  std::vector<std::string> env, absl::Duration timeout) {
   std::vector<std::string> argv = {CERTSTORE_CLI_BIN};
   argv.insert(argv.end(), args.begin(), args.end());
   ProcessOptions options;
@@ -34,8 +36,21 @@ ProcessResult RunCli(const std::vector<std::string>& args,
   }
   options.timeout = timeout;
   ProcessResult result = RunProcess(argv, options);
+  return result;
+}
+
+}  // namespace
+
+ProcessResult RunCli(const std::vector<std::string>& args,
+                     std::vector<std::string> env, absl::Duration timeout) {
+  ProcessResult result = Run(args, std::move(env), timeout);
   EXPECT_FALSE(result.timed_out) << "certstore timed out: " << result.err;
   return result;
+}
+
+ProcessResult RunCliKilledAfter(const std::vector<std::string>& args,
+                                absl::Duration kill_after) {
+  return Run(args, {}, kill_after);
 }
 
 std::vector<nlohmann::json> JsonLines(const std::string& out) {

@@ -20,6 +20,11 @@ ProcessResult RunCli(const std::vector<std::string>& args,
                      std::vector<std::string> env = {},
                      absl::Duration timeout = absl::Seconds(60));
 
+// `certstore <args>` as RunCli, SIGKILLed at `kill_after` if it is still
+// running then (timed_out says so): the kill storms' step.
+ProcessResult RunCliKilledAfter(const std::vector<std::string>& args,
+                                absl::Duration kill_after);
+
 // Every line of `out` parsed as JSON (a line that does not parse fails the
 // test and is skipped).
 std::vector<nlohmann::json> JsonLines(const std::string& out);
