@@ -192,6 +192,13 @@ absl::Status PreparePrivateFile(const std::string& path) {
                    O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY, 0600));
   if (fd.get() < 0) {
     const int err = errno;
+    struct stat st;
+    if ((err == EACCES || err == EPERM) && lstat(path.c_str(), &st) == 0 &&
+        st.st_uid != geteuid()) {
+      // The usual cause: created by another user (often root, by a setup
+      // step run with sudo). CheckPrivateFile's words, not strerror's.
+      return internal::CheckPrivateFile(st, path);
+    }
     return internal::ErrnoStatus(
         err,
         err == ELOOP ? absl::StrCat(path, ": refusing a symbolic link") : path);
@@ -290,7 +297,13 @@ absl::Status Database::Run(absl::string_view context, bool write,
       return WithContext(status, context);
     }
     if (std::chrono::steady_clock::now() >= deadline) {
-      return BusyStatus(context, status.message());
+      if (connection_ != nullptr) {
+        return BusyStatus(context, status.message());
+      }
+      // Not a lock: an open that kept failing (an I/O error).
+      return absl::UnavailableError(absl::StrCat(
+          context, ": still failing after retrying for ",
+          absl::FormatDuration(options_.busy_budget), ": ", status.message()));
     }
     SleepWithJitter(attempt, deadline, kMaxRetryPause);
   }

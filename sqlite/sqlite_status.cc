@@ -1,3 +1,4 @@
+#include <cerrno>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -27,9 +28,13 @@ absl::StatusCode CodeFor(int rc) {
     case SQLITE_MISMATCH:
       return absl::StatusCode::kInvalidArgument;
     case SQLITE_IOERR:
-      // A short read is a file cut below what its header promises.
-      return rc == SQLITE_IOERR_SHORT_READ ? absl::StatusCode::kDataLoss
-                                           : absl::StatusCode::kUnavailable;
+      // A short read is a file cut below what its header promises; a
+      // shared-memory file that cannot grow is a full disk (or /dev/shm).
+      if (rc == SQLITE_IOERR_SHORT_READ) {
+        return absl::StatusCode::kDataLoss;
+      }
+      return rc == SQLITE_IOERR_SHMSIZE ? absl::StatusCode::kResourceExhausted
+                                        : absl::StatusCode::kUnavailable;
     default:
       return absl::StatusCode::kInternal;
   }
@@ -71,12 +76,23 @@ absl::Status SqliteStatus(int rc, sqlite3* db, absl::string_view context) {
       (rc & 0xff) == SQLITE_CANTOPEN) {
     absl::StrAppend(&cause, " (errno ", sqlite3_system_errno(db), ")");
   }
+  absl::StatusCode code = CodeFor(rc);
+  const int system_errno = db_describes_rc ? sqlite3_system_errno(db) : 0;
+  if (system_errno == ENOSPC || system_errno == EDQUOT ||
+      rc == SQLITE_IOERR_SHMSIZE || (rc & 0xff) == SQLITE_FULL) {
+    // Say what the operator must fix: SQLite's words ("disk I/O error")
+    // do not, and a retry cannot.
+    code = absl::StatusCode::kResourceExhausted;
+    absl::StrAppend(&cause,
+                    ": no space left on the device (or quota) for "
+                    "the store or its -wal/-shm files");
+  }
   std::string message =
       absl::StrCat(cause, " (", PrimaryName(rc), ", extended code ", rc, ")");
   if (!context.empty()) {
     message = absl::StrCat(context, ": ", message);
   }
-  return absl::Status(CodeFor(rc), message);
+  return absl::Status(code, message);
 }
 
 }  // namespace certstore::sqlite_internal

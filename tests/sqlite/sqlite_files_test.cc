@@ -5,12 +5,14 @@
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <fstream>
 #include <string>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "certstore/sqlite_store.h"
 #include "certstore/testing/status_matchers.h"
@@ -144,6 +146,45 @@ TEST_F(SqliteFilesTest, FileOfAnotherUserIsPermissionDenied) {
   EXPECT_THAT(OpenSqliteStore(options),
               StatusIs(absl::StatusCode::kPermissionDenied,
                        AllOf(HasSubstr(path), HasSubstr("owned by uid"))));
+}
+
+TEST_F(SqliteFilesTest, FileThisUserCannotOpenNamesItsOwner) {
+  // Typically created by a setup step run as root: the message names the
+  // owner and the fix, not strerror's "Permission denied".
+  if (geteuid() != 0) {
+    SqliteStoreOptions options = Options();
+    options.path = "/etc/shadow";  // root's, 0640: never opened for writing
+    EXPECT_THAT(
+        OpenSqliteStore(options),
+        StatusIs(absl::StatusCode::kPermissionDenied,
+                 AllOf(HasSubstr("/etc/shadow"), HasSubstr("owned by uid 0"))));
+    return;
+  }
+  Populate(1);
+  ASSERT_EQ(chmod(dir_.path().c_str(), 0755), 0);  // nobody may look in
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    if (setgid(65534) != 0 || setuid(65534) != 0) {
+      _exit(2);
+    }
+    absl::StatusOr<std::unique_ptr<CertStore>> store =
+        OpenSqliteStore(Options());
+    const std::string message(store.status().message());
+    const bool named =
+        store.status().code() == absl::StatusCode::kPermissionDenied &&
+        absl::StrContains(message, "owned by uid 0") &&
+        absl::StrContains(message, path_);
+    if (!named) {
+      std::fprintf(stderr, "child got: %s\n",
+                   store.status().ToString().c_str());
+    }
+    _exit(named ? 0 : 1);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
 }
 
 TEST_F(SqliteFilesTest, ReadableWalCompanionIsPermissionDenied) {

@@ -22,6 +22,7 @@ namespace {
 using sqlite_internal::StoredRow;
 using ::testing::AllOf;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 TEST(NetworkFilesystemTest, DetectsNetworkAndFuseFilesystemsByMagic) {
   struct Case {
@@ -87,6 +88,17 @@ TEST(SqliteStatusTest, MapsResultCodesToProjectCodes) {
   }
   EXPECT_TRUE(sqlite_internal::IsBusyCode(SQLITE_BUSY_RECOVERY));
   EXPECT_FALSE(sqlite_internal::IsBusyCode(SQLITE_IOERR));
+}
+
+TEST(SqliteStatusTest, AFullDiskSaysSoNotThatALockIsHeld) {
+  // SQLITE_IOERR_SHMSIZE is what a full disk (or /dev/shm) gives when the
+  // -shm file cannot grow, even for a read.
+  for (int rc : {SQLITE_IOERR_SHMSIZE, SQLITE_FULL}) {
+    absl::Status status = sqlite_internal::SqliteStatus(rc, nullptr, "ctx");
+    EXPECT_EQ(status.code(), absl::StatusCode::kResourceExhausted) << rc;
+    EXPECT_THAT(std::string(status.message()),
+                AllOf(HasSubstr("no space left"), Not(HasSubstr("lock"))));
+  }
 }
 
 TEST(ChainFramingTest, RoundTripsAndRefusesDamage) {
