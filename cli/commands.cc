@@ -352,6 +352,31 @@ absl::StatusOr<int> RunShow(CommandContext& context, const AliasFlags& flags) {
   return kExitOk;
 }
 
+namespace {
+
+// What an operator should hear about a certificate being imported: not
+// usable now, or not for long (the token client serves nothing with less
+// than 24 h left).
+std::vector<std::string> ValidityWarnings(const Entry& entry, absl::Time now) {
+  std::vector<std::string> warnings;
+  if (entry.not_after() <= now) {
+    warnings.push_back(
+        absl::StrCat("the certificate expired at ", Rfc3339(entry.not_after()),
+                     " (", FormatTimeLeft(entry.not_after() - now), ")"));
+  } else if (entry.not_before() > now) {
+    warnings.push_back(absl::StrCat("the certificate is not valid before ",
+                                    Rfc3339(entry.not_before())));
+  } else if (entry.not_after() - now < absl::Hours(24)) {
+    warnings.push_back(absl::StrCat(
+        "the certificate expires in ", FormatTimeLeft(entry.not_after() - now),
+        " (", Rfc3339(entry.not_after()),
+        "): less than the 24 h a token client needs to serve it"));
+  }
+  return warnings;
+}
+
+}  // namespace
+
 absl::StatusOr<int> RunImport(CommandContext& context,
                               const ImportFlags& flags) {
   Output& out = context.out();
@@ -369,7 +394,17 @@ absl::StatusOr<int> RunImport(CommandContext& context,
   parts.created_at = Clock::System()->Now();
   CERTSTORE_ASSIGN_OR_RETURN(std::shared_ptr<const Entry> entry,
                              Entry::Create(std::move(parts)));
+  const std::vector<std::string> warnings =
+      ValidityWarnings(*entry, Clock::System()->Now());
+  if (!warnings.empty() && flags.strict) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("not imported (--strict): ", QuoteAlias(flags.alias), ": ",
+                     absl::StrJoin(warnings, "; ")));
+  }
   CERTSTORE_RETURN_IF_ERROR(store->Put(entry));
+  for (const std::string& warning : warnings) {
+    out.Warn(absl::StrCat(QuoteAlias(flags.alias), ": ", warning));
+  }
   const Entry& e = *entry;
   out.Emit(
       "imported",
@@ -377,7 +412,8 @@ absl::StatusOr<int> RunImport(CommandContext& context,
        {"thumbprint", e.thumbprint()},
        {"not_after", Rfc3339(e.not_after())},
        {"chain_length", e.chain_der().size()},
-       {"store", store->Name()}},
+       {"store", store->Name()},
+       {"warnings", warnings}},
       absl::StrCat("imported ", QuoteAlias(e.alias()), " (", e.thumbprint(),
                    ", ", e.chain_der().size(), " certificate(s), not after ",
                    Rfc3339(e.not_after()), ") into ", store->Name()));

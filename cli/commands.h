@@ -55,6 +55,7 @@ struct ImportFlags {
   std::string endpoint;  // metadata the token client records
   std::string client_id;
   std::string tenant_id;
+  bool strict = false;  // refuse what would only be warned about
 };
 struct ExportFlags {
   std::string alias;

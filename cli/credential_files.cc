@@ -2,11 +2,14 @@
 
 #include <fcntl.h>
 #include <openssl/pkcs12.h>
+#include <openssl/provider.h>
+#include <openssl/x509.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -183,6 +186,54 @@ absl::Status CheckPkcs12Costs(const PKCS12* p12, const std::string& password,
   return absl::OkStatus();
 }
 
+// A library context with OpenSSL's default and legacy providers, for
+// DecodePkcs12 alone; null when the legacy provider is not installed.
+OSSL_LIB_CTX* LegacyPkcs12Context() {
+  static OSSL_LIB_CTX* const context = [] {
+    OSSL_LIB_CTX* ctx = OSSL_LIB_CTX_new();
+    if (ctx == nullptr || OSSL_PROVIDER_load(ctx, "default") == nullptr ||
+        OSSL_PROVIDER_load(ctx, "legacy") == nullptr) {
+      ClearOpenSslErrors();
+      OSSL_LIB_CTX_free(ctx);
+      return static_cast<OSSL_LIB_CTX*>(nullptr);
+    }
+    return ctx;
+  }();
+  return context;
+}
+
+// `leaf` then `cas`, as DER.
+std::vector<std::string> ChainDer(X509* leaf, STACK_OF(X509) * cas) {
+  auto to_der = [](X509* cert) {
+    unsigned char* der = nullptr;
+    int len = i2d_X509(cert, &der);
+    std::string out(reinterpret_cast<char*>(der), len > 0 ? len : 0);
+    OPENSSL_free(der);
+    return out;
+  };
+  std::vector<std::string> chain = {to_der(leaf)};
+  for (int i = 0; cas != nullptr && i < sk_X509_num(cas); ++i) {
+    chain.push_back(to_der(sk_X509_value(cas, i)));
+  }
+  return chain;
+}
+
+// `key` as unencrypted PKCS#8 DER (the caller wipes it).
+absl::StatusOr<std::string> PrivateKeyPkcs8Der(EVP_PKEY* key,
+                                               absl::string_view path) {
+  PKCS8_PRIV_KEY_INFO* p8 = EVP_PKEY2PKCS8(key);
+  unsigned char* der = nullptr;
+  const int len = p8 != nullptr ? i2d_PKCS8_PRIV_KEY_INFO(p8, &der) : -1;
+  PKCS8_PRIV_KEY_INFO_free(p8);
+  if (len <= 0) {
+    return OpenSslError(absl::StatusCode::kInvalidArgument,
+                        absl::StrCat(path, ": the PKCS#12 key cannot be read"));
+  }
+  std::string out(reinterpret_cast<char*>(der), static_cast<size_t>(len));
+  OPENSSL_clear_free(der, static_cast<size_t>(len));
+  return out;
+}
+
 absl::StatusOr<Credential> DecodePkcs12(absl::string_view path,
                                         absl::string_view content,
                                         std::string password,
@@ -195,46 +246,90 @@ absl::StatusOr<Credential> DecodePkcs12(absl::string_view path,
         absl::StatusCode::kInvalidArgument,
         absl::StrCat(path, ": neither PEM nor a PKCS#12 (DER) file"));
   }
-  if (absl::Status costs = CheckPkcs12Costs(p12.get(), password, path);
-      !costs.ok()) {
+  // What a MAC-protected file's password is checked against before
+  // anything is decrypted: a MAC that verifies with neither the password
+  // nor (for an empty one) no password at all means a wrong password.
+  absl::Status costs = CheckPkcs12Costs(p12.get(), password, path);
+  if (costs.ok() && PKCS12_mac_present(p12.get()) &&
+      PKCS12_verify_mac(p12.get(), password.c_str(),
+                        static_cast<int>(password.size())) != 1 &&
+      !(password.empty() && PKCS12_verify_mac(p12.get(), nullptr, 0) == 1)) {
+    ClearOpenSslErrors();
+    costs = absl::PermissionDeniedError(
+        absl::StrCat(path, ": wrong PKCS#12 password (its MAC does not verify)",
+                     password_given ? "" : "; give it with --password-file"));
+  }
+  if (!costs.ok()) {
     OPENSSL_cleanse(&password[0], password.size());
     return costs;
+  }
+  if (!PKCS12_mac_present(p12.get())) {
+    // PKCS12_parse insists on a MAC; `openssl pkcs12` reads files without
+    // one (-nomac). Give this in-memory copy a one-iteration MAC under the
+    // password so that the parse goes on to decrypt, which still needs it.
+    PKCS12_set_mac(p12.get(), password.c_str(),
+                   static_cast<int>(password.size()), nullptr, 0, 1, nullptr);
+    ClearOpenSslErrors();
   }
   EVP_PKEY* pkey = nullptr;
   X509* leaf = nullptr;
   STACK_OF(X509)* cas = nullptr;
-  const int ok = PKCS12_parse(p12.get(), password.c_str(), &pkey, &leaf, &cas);
+  int ok = PKCS12_parse(p12.get(), password.c_str(), &pkey, &leaf, &cas);
+  bool legacy = false;
+  if (ok != 1 && LegacyPkcs12Context() != nullptr) {
+    // RC2 and friends (Windows, `openssl pkcs12 -legacy`) live in OpenSSL's
+    // legacy provider. It is loaded into a library context of its own and
+    // made this thread's default only for this decode, so that the legacy
+    // algorithms never become available to anything else (TLS included).
+    ClearOpenSslErrors();
+    OSSL_LIB_CTX* previous = OSSL_LIB_CTX_set0_default(LegacyPkcs12Context());
+    costs = CheckPkcs12Costs(p12.get(), password, path);
+    if (costs.ok()) {
+      ok = PKCS12_parse(p12.get(), password.c_str(), &pkey, &leaf, &cas);
+    }
+    OSSL_LIB_CTX_set0_default(previous);
+    legacy = true;
+  }
   OPENSSL_cleanse(&password[0], password.size());
   UniqueEvpPkey owned_key(pkey);
   UniqueX509 owned_leaf(leaf);
   auto free_cas = [](STACK_OF(X509) * s) { sk_X509_pop_free(s, X509_free); };
   std::unique_ptr<STACK_OF(X509), decltype(free_cas)> owned_cas(cas, free_cas);
+  CERTSTORE_RETURN_IF_ERROR(costs);
   if (ok != 1) {
-    return OpenSslError(
+    absl::Status failed = OpenSslError(
         absl::StatusCode::kInvalidArgument,
         absl::StrCat(path, ": cannot open the PKCS#12 file (wrong password ",
                      password_given ? "" : "(none given: --password-file) ",
                      "or an unsupported cipher)"));
+    // Without a MAC to check first, a wrong password shows as a decryption
+    // that fails: still the password's fault (PermissionDenied, exit 4).
+    if (absl::StrContains(failed.message(), "bad decrypt")) {
+      return absl::PermissionDeniedError(failed.message());
+    }
+    return failed;
   }
   if (owned_key == nullptr || owned_leaf == nullptr) {
     return absl::InvalidArgumentError(absl::StrCat(
         path, ": the PKCS#12 file needs a private key and its certificate"));
   }
+  if (legacy) {
+    // Keys decoded in the legacy context are re-read in the default one.
+    CERTSTORE_ASSIGN_OR_RETURN(std::string der,
+                               PrivateKeyPkcs8Der(owned_key.get(), path));
+    absl::StatusOr<std::shared_ptr<const Key>> key =
+        SoftwareKeyFromPkcs8Der(der);
+    OPENSSL_cleanse(&der[0], der.size());
+    CERTSTORE_RETURN_IF_ERROR(key.status());
+    Credential credential;
+    credential.key = *std::move(key);
+    credential.chain_der = ChainDer(owned_leaf.get(), owned_cas.get());
+    return credential;
+  }
   Credential credential;
   CERTSTORE_ASSIGN_OR_RETURN(credential.key,
                              SoftwareKeyFromEvp(owned_key.get()));
-  auto to_der = [](X509* cert) {
-    unsigned char* der = nullptr;
-    int len = i2d_X509(cert, &der);
-    std::string out(reinterpret_cast<char*>(der), len > 0 ? len : 0);
-    OPENSSL_free(der);
-    return out;
-  };
-  credential.chain_der.push_back(to_der(owned_leaf.get()));
-  for (int i = 0; owned_cas != nullptr && i < sk_X509_num(owned_cas.get());
-       ++i) {
-    credential.chain_der.push_back(to_der(sk_X509_value(owned_cas.get(), i)));
-  }
+  credential.chain_der = ChainDer(owned_leaf.get(), owned_cas.get());
   return credential;
 }
 

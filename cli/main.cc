@@ -91,6 +91,9 @@ int main(int argc, char** argv) {
                      "Metadata: canonical client id");
   import->add_option("--tenant-id", import_flags.tenant_id,
                      "Metadata: tenant id");
+  import->add_flag("--strict", import_flags.strict,
+                   "Refuse a certificate that is expired, not yet valid or "
+                   "expires within 24 h (otherwise: a warning)");
   import->footer(Footer(
       "  certstore import app ./app.pem\n"
       "  certstore put app --cert leaf+chain.pem --key key.pem\n"

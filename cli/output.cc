@@ -140,6 +140,14 @@ void Output::Verbose(absl::string_view text) {
   std::fprintf(err_, "certstore: %s\n", PrintableText(text, true).c_str());
 }
 
+void Output::Warn(absl::string_view text) {
+  if (quiet_) {
+    return;
+  }
+  std::fprintf(err_, "certstore: warning: %s\n",
+               PrintableText(text, true).c_str());
+}
+
 int Output::Fail(const absl::Status& status) {
   const int code = ExitCodeFor(status);
   if (json()) {

@@ -41,6 +41,8 @@ class Output {
   void Note(absl::string_view text);
   // A line on stderr with -v only.
   void Verbose(absl::string_view text);
+  // "certstore: warning: ..." on stderr (silent with -q), in both formats.
+  void Warn(absl::string_view text);
   // Prints the error (stderr; JSON object in JSON mode, even with -q) and
   // returns its exit code.
   int Fail(const absl::Status& status);
