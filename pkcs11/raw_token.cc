@@ -2,11 +2,14 @@
 
 #include <openssl/crypto.h>
 
+#include <algorithm>
 #include <cstring>
 #include <utility>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "certstore/status_macros.h"
 #include "pkcs11/ckr_status.h"
 
@@ -61,6 +64,31 @@ RawToken::~RawToken() {
     module().RetireSession(session_, session_epoch_);
   }
 }
+
+namespace {
+
+// SoftHSM (and other modules that keep tokens in files) report a token
+// absent or uninitialised, or fail C_Login with CKR_GENERAL_ERROR, when
+// they read its files while another process rewrites them: 20 of 160
+// concurrent `certstore list` runs failed so. Connect asks again, after
+// re-initialising the module it owns, with a short backoff, for up to
+// this long before such an answer counts.
+constexpr absl::Duration kTransientBudget = absl::Seconds(1);
+
+// Waits before attempt `attempt` + 1 (5 ms doubling, at most 100 ms);
+// false once the budget that began at `start` is spent.
+bool PauseBeforeRetry(absl::Time start, int attempt) {
+  const absl::Duration pause =
+      std::min(absl::Milliseconds(5) * (1 << std::min(attempt, 5)),
+               absl::Milliseconds(100));
+  if (absl::Now() + pause - start > kTransientBudget) {
+    return false;
+  }
+  absl::SleepFor(pause);
+  return true;
+}
+
+}  // namespace
 
 absl::StatusOr<CK_SLOT_ID> RawToken::FindSlot() {
   CK_FUNCTION_LIST* f = module().functions();
@@ -134,16 +162,39 @@ CK_RV RawToken::Login() {
 
 absl::Status RawToken::Connect() {
   DropSession();
-  CERTSTORE_ASSIGN_OR_RETURN(slot_, FindSlotOrReinitialize());
+  const absl::Time start = absl::Now();
   CK_FUNCTION_LIST* f = module().functions();
-  CERTSTORE_RETURN_IF_ERROR(
-      CkrStatus(f->C_OpenSession(slot_, CKF_SERIAL_SESSION | CKF_RW_SESSION,
-                                 nullptr, nullptr, &session_),
-                "C_OpenSession", label_));
-  const CK_RV rv = Login();
-  if (absl::Status login = CkrStatus(rv, "C_Login", label_); !login.ok()) {
-    f->C_CloseSession(session_);
-    return login;
+  for (int attempt = 0;; ++attempt) {
+    absl::StatusOr<CK_SLOT_ID> slot = FindSlotOrReinitialize();
+    CK_RV rv = CKR_TOKEN_NOT_PRESENT;
+    bool opened = false;
+    if (slot.ok()) {
+      slot_ = *slot;
+      rv = f->C_OpenSession(slot_, CKF_SERIAL_SESSION | CKF_RW_SESSION, nullptr,
+                            nullptr, &session_);
+      opened = rv == CKR_OK;
+      if (opened) {
+        rv = Login();
+        if (rv != CKR_OK && rv != CKR_USER_ALREADY_LOGGED_IN) {
+          f->C_CloseSession(session_);
+        }
+      }
+    }
+    const bool transient =
+        rv == CKR_TOKEN_NOT_PRESENT || rv == CKR_TOKEN_NOT_RECOGNIZED ||
+        rv == CKR_DEVICE_REMOVED || rv == CKR_SESSION_HANDLE_INVALID ||
+        rv == CKR_GENERAL_ERROR || rv == CKR_USER_PIN_NOT_INITIALIZED;
+    if (rv == CKR_OK || rv == CKR_USER_ALREADY_LOGGED_IN || !transient ||
+        !module().owns_initialization() || !PauseBeforeRetry(start, attempt)) {
+      CERTSTORE_RETURN_IF_ERROR(slot.status());
+      CERTSTORE_RETURN_IF_ERROR(
+          CkrStatus(rv, opened ? "C_Login" : "C_OpenSession", label_));
+      break;
+    }
+    // The module read the token's files while another process rewrote
+    // them, and keeps that view (absent, uninitialised) until it is
+    // initialised again.
+    CERTSTORE_RETURN_IF_ERROR(module().Reinitialize());
   }
   connected_ = true;
   ever_connected_ = true;
