@@ -335,7 +335,7 @@ TEST_P(CliVerbsTest, BadCredentialFilesAreRefusedAndChangeNothing) {
       {{"import", "a", "--cert", certs_only},
        2,
        "--cert and --key go together"},
-      {{"import", "a", p12, "--password-file", pass}, 2, "wrong password"},
+      {{"import", "a", p12, "--password-file", pass}, 4, "wrong PKCS#12 password"},
       {{"import", "a", p12, "--password-file", open_pass}, 4, open_pass},
       {{"import", "a"}, 2, "either one credential file"},
       {{"import", "", bundle_}, 2, "alias"},
