@@ -18,10 +18,11 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "api/internal/directories.h"
-#include "backends/store_config_internal.h"
 #include "api/internal/json.h"
 #include "api/internal/posix_status.h"
+#include "api/internal/redact.h"
 #include "api/internal/unique_fd.h"
+#include "backends/store_config_internal.h"
 #include "certstore/errors.h"
 #include "certstore/memory_store.h"
 #include "certstore/pem_dir_store.h"
@@ -46,8 +47,8 @@ std::string Quote(absl::string_view part) {
 }
 
 absl::Status Invalid(absl::string_view layer, absl::string_view what) {
-  return absl::InvalidArgumentError(
-      absl::StrCat("store URI layer ", Quote(layer), ": ", what));
+  return absl::InvalidArgumentError(internal::RedactSecrets(
+      absl::StrCat("store URI layer ", Quote(layer), ": ", what), layer));
 }
 
 absl::StatusOr<std::string> PercentDecode(absl::string_view layer,
@@ -275,18 +276,7 @@ std::vector<std::string> StoreSchemes() {
 }
 
 std::string RedactStoreUri(absl::string_view uri) {
-  std::string out(uri);
-  for (absl::string_view secret : {"pin-value=", "passphrase=", "pin="}) {
-    size_t pos = 0;
-    while ((pos = out.find(std::string(secret), pos)) != std::string::npos) {
-      size_t start = pos + secret.size();
-      size_t end = out.find_first_of("&;,", start);
-      out.replace(start, (end == std::string::npos ? out.size() : end) - start,
-                  "***");
-      pos = start + 3;
-    }
-  }
-  return out;
+  return internal::RedactSecrets(uri, uri);
 }
 
 absl::StatusOr<std::vector<std::string>> SplitStoreUri(absl::string_view uri) {
@@ -348,9 +338,16 @@ absl::StatusOr<std::unique_ptr<LayeredStore>> OpenStore(
     if (i > 0 && absl::StartsWith(layer, "memory:")) {
       return Invalid(layer, "memory: can only be the top layer");
     }
-    CERTSTORE_ASSIGN_OR_RETURN(std::unique_ptr<CertStore> store,
-                               (*OpenerFor(layer))(layer, options));
-    layers.push_back(std::move(store));
+    absl::StatusOr<std::unique_ptr<CertStore>> store =
+        (*OpenerFor(layer))(layer, options);
+    if (!store.ok()) {
+      // A backend names its path, token or file; none may carry a secret
+      // the URI held.
+      return absl::Status(
+          store.status().code(),
+          internal::RedactSecrets(store.status().message(), layer));
+    }
+    layers.push_back(*std::move(store));
   }
   LayeredStoreOptions layered;
   layered.log = options.log;

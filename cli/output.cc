@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "api/internal/redact.h"
 #include "cli/exit_codes.h"
 
 namespace certstore::cli {
@@ -137,7 +138,8 @@ void Output::Verbose(absl::string_view text) {
   if (!verbose_) {
     return;
   }
-  std::fprintf(err_, "certstore: %s\n", PrintableText(text, true).c_str());
+  std::fprintf(err_, "certstore: %s\n",
+               PrintableText(internal::RedactSecrets(text), true).c_str());
 }
 
 void Output::Warn(absl::string_view text) {
@@ -150,16 +152,19 @@ void Output::Warn(absl::string_view text) {
 
 int Output::Fail(const absl::Status& status) {
   const int code = ExitCodeFor(status);
+  // The last net: parsers redact what they quote; this catches what a
+  // message built elsewhere might still carry.
+  const std::string message = internal::RedactSecrets(status.message());
   if (json()) {
     nlohmann::json line = {{"schema", kJsonSchema},
                            {"kind", "error"},
                            {"code", StatusCodeName(status.code())},
                            {"exit_code", code},
-                           {"message", std::string(status.message())}};
+                           {"message", message}};
     std::fprintf(err_, "%s\n", JsonLine(line).c_str());
   } else {
     std::fprintf(err_, "certstore: error: %s\n",
-                 PrintableText(status.message(), true).c_str());
+                 PrintableText(message, true).c_str());
   }
   return code;
 }

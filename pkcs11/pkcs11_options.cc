@@ -21,6 +21,7 @@
 #include "absl/strings/str_split.h"
 #include "api/internal/directories.h"
 #include "api/internal/posix_status.h"
+#include "api/internal/redact.h"
 #include "certstore/status_macros.h"
 
 namespace certstore {
@@ -184,86 +185,13 @@ absl::Status ParseAttributes(absl::string_view part, char separator,
   return absl::OkStatus();
 }
 
-// The URI with every pin-value's value hidden, for messages.
-std::string Redacted(absl::string_view uri) {
-  std::string out(uri);
-  for (size_t at = out.find("pin-value="); at != std::string::npos;
-       at = out.find("pin-value=", at + 1)) {
-    const size_t begin = at + 10;
-    const size_t end = out.find_first_of("&;", begin);
-    out.replace(begin, end == std::string::npos ? end : end - begin, "***");
-  }
-  return out;
-}
-
-// `message` with every value a secret-bearing attribute ("pin-value=", and
-// "pin=" / "passphrase=" written by mistake) in `uri` may carry replaced by
-// "***": the raw value and its percent-decoded form, wherever the
-// attribute sits (even inside another attribute's value, where Redacted's
-// view of the URI does not see it).
-std::string ScrubPins(std::string message, absl::string_view uri) {
-  // The URI as written, and with every valid %XX decoded (a bad escape
-  // elsewhere must not hide an encoded PIN).
-  std::string decoded;
-  for (size_t i = 0; i < uri.size(); ++i) {
-    int byte = 0;
-    if (uri[i] == '%' && i + 2 < uri.size() &&
-        absl::SimpleHexAtoi(uri.substr(i + 1, 2), &byte)) {
-      decoded.push_back(static_cast<char>(byte));
-      i += 2;
-    } else {
-      decoded.push_back(uri[i]);
-    }
-  }
-  const std::vector<std::string> views = {std::string(uri), decoded};
-  std::vector<std::string> pins;
-  for (const std::string& view : views) {
-    for (const std::string key : {"pin-value=", "pin=", "passphrase="}) {
-      for (size_t at = view.find(key); at != std::string::npos;
-           at = view.find(key, at + 1)) {
-        const size_t begin = at + key.size();
-        // Where a value ends depends on who reads it: both readings.
-        for (const char* stops : {"&;?,", "&;?,\""}) {
-          const size_t end = view.find_first_of(stops, begin);
-          std::string pin = view.substr(
-              begin, (end == std::string::npos ? view.size() : end) - begin);
-          if (!pin.empty() && pin != "***") {
-            pins.push_back(std::move(pin));
-          }
-        }
-      }
-    }
-  }
-  // Longest first, so that a value containing another goes whole.
-  std::sort(pins.begin(), pins.end(),
-            [](const std::string& a, const std::string& b) {
-              return a.size() != b.size() ? a.size() > b.size() : a < b;
-            });
-  pins.erase(std::unique(pins.begin(), pins.end()), pins.end());
-  if (pins.size() > 16) {
-    return "pkcs11 URI is invalid (not quoted: it carries PINs)";
-  }
-  for (const std::string& pin : pins) {
-    message = absl::StrReplaceAll(message, {{pin, "***"}});
-  }
-  // Replacing one value can join text into another (a URI built to echo
-  // itself): then nothing of the URI is quoted at all.
-  for (const std::string& pin : pins) {
-    if (message.find(pin) != std::string::npos) {
-      return "pkcs11 URI is invalid (not quoted: it carries a PIN)";
-    }
-  }
-  return message;
-}
-
 }  // namespace
 
 absl::StatusOr<Pkcs11StoreOptions> ParsePkcs11Uri(absl::string_view uri) {
-  const std::string context =
-      absl::StrCat("pkcs11 URI \"", Redacted(uri), "\"");
+  const std::string context = absl::StrCat("pkcs11 URI \"", uri, "\"");
   if (!absl::StartsWithIgnoreCase(uri, "pkcs11:")) {
-    return absl::InvalidArgumentError(
-        ScrubPins(absl::StrCat(context, ": must start with \"pkcs11:\""), uri));
+    return absl::InvalidArgumentError(internal::RedactSecrets(
+        absl::StrCat(context, ": must start with \"pkcs11:\""), uri));
   }
   const absl::string_view rest = uri.substr(7);
   const size_t q = rest.find('?');
@@ -281,8 +209,8 @@ absl::StatusOr<Pkcs11StoreOptions> ParsePkcs11Uri(absl::string_view uri) {
         "module-path=<so> or module-name=<name> is required");
   }
   if (!status.ok()) {
-    return absl::InvalidArgumentError(
-        ScrubPins(absl::StrCat(context, ": ", status.message()), uri));
+    return absl::InvalidArgumentError(internal::RedactSecrets(
+        absl::StrCat(context, ": ", status.message()), uri));
   }
   return options;
 }

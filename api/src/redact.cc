@@ -1,0 +1,110 @@
+#include "api/internal/redact.h"
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_replace.h"
+
+namespace certstore::internal {
+namespace {
+
+constexpr const char* kSecretKeys[] = {"pin-value", "passphrase", "password",
+                                       "secret", "pin"};
+constexpr size_t kMaxSecrets = 32;
+constexpr char kWithheld[] =
+    "(message withheld: it would have shown a PIN, passphrase or password)";
+
+// `in` with every well-formed %XX decoded; other bytes as they are (a bad
+// escape elsewhere must not hide an encoded secret).
+std::string LenientPercentDecode(absl::string_view in) {
+  std::string out;
+  out.reserve(in.size());
+  for (size_t i = 0; i < in.size(); ++i) {
+    int byte = 0;
+    if (in[i] == '%' && i + 2 < in.size() &&
+        absl::ascii_isxdigit(static_cast<unsigned char>(in[i + 1])) &&
+        absl::ascii_isxdigit(static_cast<unsigned char>(in[i + 2])) &&
+        absl::SimpleHexAtoi(in.substr(i + 1, 2), &byte)) {
+      out.push_back(static_cast<char>(byte));
+      i += 2;
+    } else {
+      out.push_back(in[i]);
+    }
+  }
+  return out;
+}
+
+// The values following a secret-bearing key in `view`, read up to the
+// first separator or quote; with `long_reading` also up to the first URI
+// separator only (what a parser of the input may have taken as the value,
+// quotes and spaces included).
+void CollectValues(const std::string& view, bool long_reading,
+                   std::vector<std::string>* out) {
+  const std::string lower = absl::AsciiStrToLower(view);
+  for (const char* key : kSecretKeys) {
+    const size_t key_size = std::char_traits<char>::length(key);
+    for (size_t at = lower.find(key); at != std::string::npos;
+         at = lower.find(key, at + 1)) {
+      // Wherever the key sits, even inside a longer name ("client_secret",
+      // "xpin="): masking too much is harmless, too little is not.
+      size_t begin = at + key_size;
+      if (begin < view.size() && (view[begin] == '=' || view[begin] == ':')) {
+        ++begin;
+      } else {
+        continue;
+      }
+      while (begin < view.size() && view[begin] == ' ') {
+        ++begin;
+      }
+      static constexpr const char* kReadings[] = {"&;,?\"' \t\r\n)}", "&;,?"};
+      for (int r = 0; r < (long_reading ? 2 : 1); ++r) {
+        const char* stops = kReadings[r];
+        const size_t end = view.find_first_of(stops, begin);
+        std::string value = view.substr(
+            begin, (end == std::string::npos ? view.size() : end) - begin);
+        if (!value.empty() && value != "***") {
+          out->push_back(std::move(value));
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+std::string RedactSecrets(absl::string_view text, absl::string_view source) {
+  std::vector<std::string> secrets;
+  CollectValues(std::string(text), false, &secrets);
+  CollectValues(LenientPercentDecode(text), false, &secrets);
+  if (!source.empty()) {
+    CollectValues(std::string(source), true, &secrets);
+    CollectValues(LenientPercentDecode(source), true, &secrets);
+  }
+  if (secrets.empty()) {
+    return std::string(text);
+  }
+  // Longest first, so that a value containing another goes whole.
+  std::sort(secrets.begin(), secrets.end(),
+            [](const std::string& a, const std::string& b) {
+              return a.size() != b.size() ? a.size() > b.size() : a < b;
+            });
+  secrets.erase(std::unique(secrets.begin(), secrets.end()), secrets.end());
+  if (secrets.size() > kMaxSecrets) {
+    return kWithheld;
+  }
+  std::string out(text);
+  for (const std::string& secret : secrets) {
+    out = absl::StrReplaceAll(out, {{secret, "***"}});
+  }
+  for (const std::string& secret : secrets) {
+    if (out.find(secret) != std::string::npos) {
+      return kWithheld;
+    }
+  }
+  return out;
+}
+
+}  // namespace certstore::internal
