@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "certstore/errors.h"
 #include "certstore/status_macros.h"
+#include "pkcs11/pkcs11_options.h"
 
 namespace certstore::pkcs11_internal {
 namespace {
@@ -56,8 +57,7 @@ Pkcs11Key::Pkcs11Key(std::shared_ptr<RawToken> token, std::string alias,
       alias_(std::move(alias)),
       ref_(std::move(ref)),
       epoch_(epoch),
-      location_(absl::StrCat("pkcs11:token=", token_->label(),
-                             ";id=", HexId(ref_.id), ";type=private")) {}
+      location_(KeyUri(token_->label(), ref_.id)) {}
 
 Pkcs11Key::~Pkcs11Key() = default;
 

@@ -221,6 +221,15 @@ std::string StoreName(absl::string_view token_label) {
   return absl::StrCat("pkcs11:token=", PercentEncode(token_label));
 }
 
+std::string KeyUri(absl::string_view token_label, absl::string_view id) {
+  std::string encoded_id;
+  for (unsigned char byte : id) {
+    absl::StrAppend(&encoded_id, "%", absl::Hex(byte, absl::kZeroPad2));
+  }
+  return absl::StrCat("pkcs11:token=", PercentEncode(token_label),
+                      ";id=", encoded_id, ";type=private");
+}
+
 absl::Status CheckOptions(const Pkcs11StoreOptions& options) {
   if (options.token_label.empty()) {
     return absl::InvalidArgumentError("token_label is empty");

@@ -16,6 +16,12 @@ namespace certstore::pkcs11_internal {
 // The store's Name(): "pkcs11:token=<label>", percent-encoded.
 std::string StoreName(absl::string_view token_label);
 
+// The RFC 7512 URI of the private key `id` on the token: the label
+// percent-encoded where it must be, every id byte as %XX, type=private —
+// what p11tool, curl and OpenSSL's engine take ("pkcs11:token=lab;id=%17%d1
+// ;type=private").
+std::string KeyUri(absl::string_view token_label, absl::string_view id);
+
 // InvalidArgument naming the option that is missing or malformed.
 absl::Status CheckOptions(const Pkcs11StoreOptions& options);
 

@@ -5,6 +5,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <memory>
 #include <string>
 #include <vector>
@@ -373,6 +374,7 @@ TEST_F(CliAgainstEmulatorTest, DoctorOnATokenWhoseKeyWasDeletedOrReplaced) {
   ASSERT_NE(at, std::string::npos) << location;
   std::string id = location.substr(at + 4);
   id = id.substr(0, id.find(';'));
+  id.erase(std::remove(id.begin(), id.end(), '%'), id.end());  // RFC 7512
   ASSERT_FALSE(id.empty());
 
   for (const char* type : {"privkey", "pubkey"}) {

@@ -15,6 +15,7 @@
 #include "certstore/testing/test_pki.h"
 #include "pkcs11/pkcs11_options.h"
 #include "tests/pkcs11/softhsm_token.h"
+#include "tests/support/subprocess.h"
 
 namespace certstore::testing {
 namespace {
@@ -92,13 +93,13 @@ TEST(Pkcs11UriTest, PinValueIsRefusedAndNeverEchoed) {
 TEST(Pkcs11UriTest, APinIsNeverQuotedWhereverItSits) {
   // A PIN inside another attribute's value, percent-encoded, in a URI that
   // is not pkcs11: at all, written as pin=, or echoing its own message.
-  for (const char* uri : {
-           "pkcs11:token=a?module-name=x%3Bpin-value=s3cr3t-PIN",
-           "pkcs11:token=a;module-name=x%3bpin-value%3ds3cr3t-PIN;z=%zz",
-           "pin-value=s3cr3t-PIN:pkcs11",
-           "pkcs11:token=a?module-path=/m.so&pin=s3cr3t-PIN",
-           "pkcs11:token=a?passphrase=s3cr3t-PIN&module-path=/m.so",
-           "pkcs11:mod\xf4pin=s3cr3t-PIN\": attribute \"mod\xf4pin\": bad"}) {
+  for (const char* uri :
+       {"pkcs11:token=a?module-name=x%3Bpin-value=s3cr3t-PIN",
+        "pkcs11:token=a;module-name=x%3bpin-value%3ds3cr3t-PIN;z=%zz",
+        "pin-value=s3cr3t-PIN:pkcs11",
+        "pkcs11:token=a?module-path=/m.so&pin=s3cr3t-PIN",
+        "pkcs11:token=a?passphrase=s3cr3t-PIN&module-path=/m.so",
+        "pkcs11:mod\xf4pin=s3cr3t-PIN\": attribute \"mod\xf4pin\": bad"}) {
     SCOPED_TRACE(uri);
     EXPECT_THAT(ParsePkcs11Uri(uri),
                 StatusIs(absl::StatusCode::kInvalidArgument,
@@ -296,6 +297,27 @@ TEST_F(Pkcs11StoreTest, AbsentTokenIsUnavailable) {
 }
 
 // ------------------------------------------------------ keys on the token
+
+TEST_F(Pkcs11StoreTest, KeyUrisAreRfc7512AndP11toolFindsTheKey) {
+  auto key = store_->CreateKey("uri#att=0", KeySpec{KeyType::kEcP256});
+  ASSERT_OK(key);
+  const std::string uri = (*key)->location();
+  // Every id byte percent-encoded, as RFC 7512 requires.
+  EXPECT_THAT(
+      uri, ::testing::MatchesRegex("pkcs11:token=store-test;id=(%[0-9a-f]{2})+;"
+                                   "type=private"));
+  ProcessOptions options;
+  options.env = {"GNUTLS_PIN=" + token().pin()};
+  ProcessResult found =
+      RunProcess({"p11tool", "--provider=" + std::string(kSoftHsmModule),
+                  "--login", "--list-privkeys", uri},
+                 options);
+  ASSERT_EQ(found.exit_code, 0) << found.err;
+  EXPECT_THAT(found.out, HasSubstr("Type: Private key"));
+  EXPECT_THAT(found.out, HasSubstr("uri#att=0"));
+  // Exactly one object: the id selects it, not the token's whole list.
+  EXPECT_EQ(found.out.find("Object 1:"), std::string::npos) << found.out;
+}
 
 TEST_F(Pkcs11StoreTest, CreatedKeysAreSensitiveAndNeverExtractable) {
   auto ec = store_->CreateKey("attrs#att=0", KeySpec{KeyType::kEcP256});

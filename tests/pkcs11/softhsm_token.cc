@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -129,8 +130,12 @@ std::string KeyIdHex(const Key& key) {
     return "";
   }
   const size_t end = location.find(';', begin + 4);
-  return location.substr(begin + 4, end == std::string::npos ? std::string::npos
-                                                             : end - begin - 4);
+  // RFC 7512: every id byte as %XX; pkcs11-tool --id takes plain hex.
+  std::string hex =
+      location.substr(begin + 4, end == std::string::npos ? std::string::npos
+                                                          : end - begin - 4);
+  hex.erase(std::remove(hex.begin(), hex.end(), '%'), hex.end());
+  return hex;
 }
 
 std::string WriteTempFile(absl::string_view name, absl::string_view bytes) {

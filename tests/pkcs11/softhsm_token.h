@@ -86,7 +86,8 @@ class SoftHsmToken {
 absl::StatusOr<std::shared_ptr<const Key>> PublicOnlyKey(
     absl::string_view spki_der);
 
-// The hex CKA_ID in a token key's location ("pkcs11:token=…;id=<hex>;…").
+// The CKA_ID in a token key's location ("pkcs11:token=…;id=%17%d1…;…"),
+// as the plain hex pkcs11-tool --id takes.
 std::string KeyIdHex(const Key& key);
 
 // Writes `bytes` to a new file in SoftHsmToken::Dir() and returns its path.
