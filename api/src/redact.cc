@@ -50,18 +50,20 @@ void CollectValues(const std::string& view, bool long_reading,
          at = lower.find(key, at + 1)) {
       // Wherever the key sits, even inside a longer name ("client_secret",
       // "xpin="): masking too much is harmless, too little is not.
-      size_t begin = at + key_size;
-      if (begin < view.size() && (view[begin] == '=' || view[begin] == ':')) {
-        ++begin;
-      } else {
+      const size_t separator = at + key_size;
+      if (separator >= view.size() ||
+          (view[separator] != '=' && view[separator] != ':')) {
         continue;
       }
-      while (begin < view.size() && view[begin] == ' ') {
-        ++begin;
-      }
+      // The short reading skips the spaces after "key:"; the long one
+      // keeps them (a PIN may start with, or be, spaces).
       static constexpr const char* kReadings[] = {"&;,?\"' \t\r\n)}", "&;,?"};
       for (int r = 0; r < (long_reading ? 2 : 1); ++r) {
         const char* stops = kReadings[r];
+        size_t begin = separator + 1;
+        while (r == 0 && begin < view.size() && view[begin] == ' ') {
+          ++begin;
+        }
         const size_t end = view.find_first_of(stops, begin);
         std::string value = view.substr(
             begin, (end == std::string::npos ? view.size() : end) - begin);

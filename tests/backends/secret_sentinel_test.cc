@@ -146,6 +146,10 @@ TEST(SecretSentinelTest, RedactSecretsMasksEveryKeyAndKeepsTheRest) {
             "attribute \"x;pin-value=***\" is bad");
   EXPECT_EQ(internal::RedactSecrets("value 9999 is bad", "pin-value=9999"),
             "value *** is bad");
+  // A PIN of spaces, from the input (found by pkcs11_uri_fuzz).
+  EXPECT_EQ(internal::RedactSecrets("\"x;pin-value=       ?\" is bad",
+                                    "x%3Bpin-value=       ?"),
+            "\"x;pin-value=***?\" is bad");
 }
 
 }  // namespace
