@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/strings/string_view.h"
+#include "api/internal/redact.h"
 
 namespace certstore::fuzz {
 
@@ -57,7 +58,16 @@ void CheckNoSecret(const std::string& input, MessageFor message_for) {
   if (secrets.empty()) {
     return;
   }
-  const std::string message = message_for(input);
+  // The withheld sentence is a constant: it holds nothing of the input.
+  auto without_constant = [](std::string text) {
+    const std::string constant = certstore::internal::kWithheldMessage;
+    for (size_t at = text.find(constant); at != std::string::npos;
+         at = text.find(constant, at)) {
+      text.erase(at, constant.size());
+    }
+    return text;
+  };
+  const std::string message = without_constant(message_for(input));
   for (const std::string& secret : secrets) {
     if (message.find(secret) == std::string::npos) {
       continue;
@@ -65,7 +75,8 @@ void CheckNoSecret(const std::string& input, MessageFor message_for) {
     std::string other = input;
     other.replace(other.find(secret), secret.size(),
                   std::string(secret.size(), '\x01'));
-    if (message_for(other).find(secret) == std::string::npos) {
+    if (without_constant(message_for(other)).find(secret) ==
+        std::string::npos) {
       Fail("a secret reached a message", message);
     }
   }

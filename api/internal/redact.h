@@ -19,6 +19,11 @@ namespace certstore::internal {
 // a value without its key). When masking cannot remove every such value
 // (a text built to echo itself), nothing of it is kept: a fixed sentence
 // says a secret was withheld.
+// What RedactSecrets answers when it withholds a whole text: a constant,
+// so it holds nothing of the input.
+inline constexpr char kWithheldMessage[] =
+    "(message withheld: it would have shown a PIN, passphrase or password)";
+
 CERTSTORE_INTERNAL_EXPORT std::string RedactSecrets(
     absl::string_view text, absl::string_view source = {});
 

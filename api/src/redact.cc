@@ -14,8 +14,6 @@ namespace {
 constexpr const char* kSecretKeys[] = {"pin-value", "passphrase", "password",
                                        "secret", "pin"};
 constexpr size_t kMaxSecrets = 32;
-constexpr char kWithheld[] =
-    "(message withheld: it would have shown a PIN, passphrase or password)";
 
 // `in` with every well-formed %XX decoded; other bytes as they are (a bad
 // escape elsewhere must not hide an encoded secret).
@@ -95,7 +93,7 @@ std::string RedactSecrets(absl::string_view text, absl::string_view source) {
             });
   secrets.erase(std::unique(secrets.begin(), secrets.end()), secrets.end());
   if (secrets.size() > kMaxSecrets) {
-    return kWithheld;
+    return kWithheldMessage;
   }
   std::string out(text);
   for (const std::string& secret : secrets) {
@@ -103,7 +101,7 @@ std::string RedactSecrets(absl::string_view text, absl::string_view source) {
   }
   for (const std::string& secret : secrets) {
     if (out.find(secret) != std::string::npos) {
-      return kWithheld;
+      return kWithheldMessage;
     }
   }
   return out;
