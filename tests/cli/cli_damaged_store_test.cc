@@ -148,18 +148,6 @@ TEST_P(CliDamagedStoreTest, BytesThatAreNotTextPrintEscaped) {
   EXPECT_EQ(missing.exit_code, 3) << missing.err;
 }
 
-int DrillCopies() {
-  const char* copies = std::getenv("CERTSTORE_DRILL_COPIES");
-  return copies != nullptr ? std::atoi(copies) : 200;
-}
-
-uint32_t DrillSeed() {
-  const char* seed = std::getenv("CERTSTORE_DRILL_SEED");
-  return seed != nullptr
-             ? static_cast<uint32_t>(std::strtoul(seed, nullptr, 10))
-             : std::random_device{}();
-}
-
 // The regular files of a store, in a stable order.
 std::vector<fs::path> StoreFiles(const fs::path& location) {
   std::vector<fs::path> files;
@@ -210,9 +198,9 @@ TEST_P(CliDamagedStoreTest, CorruptionDrillNeverAborts) {
     parts.metadata.endpoint = absl::StrCat("https://127.0.0.1:9/", i);
     Put(pristine, std::move(parts));
   }
-  const uint32_t seed = DrillSeed();
+  const uint32_t seed = ReplaySeed();
   std::mt19937 random(seed);
-  const int copies = DrillCopies();
+  const int copies = LoopCount("CERTSTORE_DRILL_COPIES", 200);
   int failed_runs = 0;
   for (int copy = 0; copy < copies && !HasFatalFailure(); ++copy) {
     SCOPED_TRACE(absl::StrCat("CERTSTORE_DRILL_SEED=", seed, " copy ", copy));

@@ -29,18 +29,6 @@ namespace {
 
 enum class Known { kPresent, kAbsent, kEither };
 
-int StormSteps() {
-  const char* steps = std::getenv("CERTSTORE_KILL_STORM");
-  return steps != nullptr ? std::atoi(steps) : 100;
-}
-
-uint32_t StormSeed() {
-  const char* seed = std::getenv("CERTSTORE_DRILL_SEED");
-  return seed != nullptr
-             ? static_cast<uint32_t>(std::strtoul(seed, nullptr, 10))
-             : std::random_device{}();
-}
-
 class CliKillStormTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
@@ -90,7 +78,7 @@ class CliKillStormTest : public ::testing::TestWithParam<std::string> {
 };
 
 TEST_P(CliKillStormTest, AcknowledgedWritesSurviveAndNothingIsTorn) {
-  const uint32_t seed = StormSeed();
+  const uint32_t seed = ReplaySeed();
   std::mt19937 random(seed);
   const std::vector<std::string> aliases = {"a0", "a1", "a2", "a3"};
   std::map<std::string, Known> known;
@@ -99,7 +87,7 @@ TEST_P(CliKillStormTest, AcknowledgedWritesSurviveAndNothingIsTorn) {
   }
   int acknowledged = 0;
   int killed = 0;
-  const int steps = StormSteps();
+  const int steps = LoopCount("CERTSTORE_KILL_STORM", 100);
   for (int step = 0; step < steps && !HasFailure(); ++step) {
     SCOPED_TRACE(absl::StrCat("CERTSTORE_DRILL_SEED=", seed, " step ", step));
     const std::string& alias = aliases[random() % aliases.size()];

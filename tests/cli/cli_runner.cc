@@ -6,7 +6,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <fstream>
+#include <random>
 #include <sstream>
 
 #include "absl/strings/str_split.h"
@@ -51,6 +53,18 @@ ProcessResult RunCli(const std::vector<std::string>& args,
 ProcessResult RunCliKilledAfter(const std::vector<std::string>& args,
                                 absl::Duration kill_after) {
   return Run(args, {}, kill_after);
+}
+
+int LoopCount(const char* name, int fallback) {
+  const char* value = std::getenv(name);
+  return value != nullptr ? std::atoi(value) : fallback;
+}
+
+uint32_t ReplaySeed() {
+  const char* seed = std::getenv("CERTSTORE_DRILL_SEED");
+  return seed != nullptr
+             ? static_cast<uint32_t>(std::strtoul(seed, nullptr, 10))
+             : std::random_device{}();
 }
 
 std::vector<nlohmann::json> JsonLines(const std::string& out) {

@@ -3,6 +3,7 @@
 #ifndef CERTSTORE_TESTS_CLI_CLI_RUNNER_H_
 #define CERTSTORE_TESTS_CLI_CLI_RUNNER_H_
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -24,6 +25,13 @@ ProcessResult RunCli(const std::vector<std::string>& args,
 // running then (timed_out says so): the kill storms' step.
 ProcessResult RunCliKilledAfter(const std::vector<std::string>& args,
                                 absl::Duration kill_after);
+
+// Knobs of the long CLI loops (drills, kill storms): the integer in the
+// environment variable `name`, or `fallback`.
+int LoopCount(const char* name, int fallback);
+// CERTSTORE_DRILL_SEED when set (to replay a run), else a random seed; the
+// loops print it with every failure.
+uint32_t ReplaySeed();
 
 // Every line of `out` parsed as JSON (a line that does not parse fails the
 // test and is skipped).
