@@ -19,6 +19,7 @@
 #include "absl/strings/str_split.h"
 #include "api/internal/directories.h"
 #include "api/internal/json.h"
+#include "api/internal/percent_encoding.h"
 #include "api/internal/posix_status.h"
 #include "api/internal/redact.h"
 #include "api/internal/unique_fd.h"
@@ -53,25 +54,11 @@ absl::Status Invalid(absl::string_view layer, absl::string_view what) {
 
 absl::StatusOr<std::string> PercentDecode(absl::string_view layer,
                                           absl::string_view in) {
-  std::string out;
-  for (size_t i = 0; i < in.size(); ++i) {
-    if (in[i] != '%') {
-      out.push_back(in[i]);
-      continue;
-    }
-    int value = 0;
-    if (i + 2 >= in.size() + 0 ||
-        !absl::SimpleHexAtoi(in.substr(i + 1, 2), &value) ||
-        !absl::ascii_isxdigit(in[i + 1]) || !absl::ascii_isxdigit(in[i + 2])) {
-      return Invalid(layer, "bad %-escape (expected %XX with two hex digits)");
-    }
-    if (value == 0) {
-      return Invalid(layer, "%00 is not allowed");
-    }
-    out.push_back(static_cast<char>(value));
-    i += 2;
+  absl::StatusOr<std::string> decoded = internal::PercentDecode(in);
+  if (!decoded.ok()) {
+    return Invalid(layer, decoded.status().message());
   }
-  return out;
+  return decoded;
 }
 
 // "scheme:[//]/abs/path[?k=v&…]" -> decoded absolute path and query.

@@ -15,6 +15,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "api/internal/json.h"
+#include "api/internal/percent_encoding.h"
 #include "certstore/chain.h"
 #include "certstore/errors.h"
 #include "certstore/status_macros.h"
@@ -56,22 +57,6 @@ bool RunPhase(ProbePhase* phase, Body body) {
   return phase->status.ok();
 }
 
-std::string UrlEncode(absl::string_view value) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  for (const char c : value) {
-    const auto u = static_cast<unsigned char>(c);
-    if (absl::ascii_isalnum(u) || c == '-' || c == '.' || c == '_' ||
-        c == '~') {
-      out.push_back(c);
-    } else {
-      absl::StrAppend(&out, "%", std::string(1, kHex[u >> 4]),
-                      std::string(1, kHex[u & 15]));
-    }
-  }
-  return out;
-}
-
 std::string TokenRequest(const ParsedEndpoint& ep,
                          const EndpointProbeOptions& options) {
   std::string scope = options.scope;
@@ -79,13 +64,15 @@ std::string TokenRequest(const ParsedEndpoint& ep,
     absl::StrAppend(&scope, "/.default");
   }
   const std::string body = absl::StrCat(
-      "grant_type=client_credentials&client_id=", UrlEncode(options.client_id),
-      "&scope=", UrlEncode(scope), "&token_type=mtls_pop");
+      "grant_type=client_credentials&client_id=",
+      internal::PercentEncode(options.client_id),
+      "&scope=", internal::PercentEncode(scope), "&token_type=mtls_pop");
   const bool v6 = absl::StrContains(ep.host, ':');
   const std::string host =
       absl::StrCat(v6 ? "[" : "", ep.host, v6 ? "]" : "",
                    ep.port == 443 ? "" : absl::StrCat(":", ep.port));
-  return absl::StrCat("POST ", ep.path, "/", UrlEncode(options.tenant_id),
+  return absl::StrCat("POST ", ep.path, "/",
+                      internal::PercentEncode(options.tenant_id),
                       "/oauth2/v2.0/token HTTP/1.1\r\nHost: ", host,
                       "\r\nContent-Type: application/x-www-form-urlencoded\r\n"
                       "Accept: application/json\r\nContent-Length: ",

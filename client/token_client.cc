@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "api/internal/json.h"
+#include "api/internal/percent_encoding.h"
 #include "certstore/errors.h"
 #include "certstore/mint_coordinator.h"
 #include "certstore/openssl_types.h"
@@ -441,8 +442,10 @@ absl::StatusOr<AccessToken> TokenClientImpl::GetToken(absl::string_view scope) {
                                platform.tenant_id, "/oauth2/v2.0/token");
     request.headers = {"Content-Type: application/x-www-form-urlencoded"};
     request.body = absl::StrCat(
-        "grant_type=client_credentials&client_id=", platform.client_id,
-        "&scope=", scope, "/.default&token_type=mtls_pop");
+        "grant_type=client_credentials&client_id=",
+        internal::PercentEncode(platform.client_id),
+        "&scope=", internal::PercentEncode(absl::StrCat(scope, "/.default")),
+        "&token_type=mtls_pop");
     Count(&TokenClientMetrics::token_requests);
     FailureClass failure;
     HttpResult r = PerformWithRetries(request, entry.get(), call, &failure);

@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "api/internal/percent_encoding.h"
 #include "api/internal/posix_status.h"
 
 namespace certstore::emulator::internal {
@@ -23,32 +24,11 @@ absl::Status Malformed(absl::string_view what) {
   return absl::InvalidArgumentError(absl::StrCat("malformed request: ", what));
 }
 
-int HexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-absl::StatusOr<std::string> PercentDecode(absl::string_view in) {
-  std::string out;
-  out.reserve(in.size());
-  for (size_t i = 0; i < in.size(); ++i) {
-    if (in[i] == '+') {
-      out.push_back(' ');
-    } else if (in[i] != '%') {
-      out.push_back(in[i]);
-    } else if (i + 2 < in.size() && HexValue(in[i + 1]) >= 0 &&
-               HexValue(in[i + 2]) >= 0) {
-      out.push_back(
-          static_cast<char>(HexValue(in[i + 1]) * 16 + HexValue(in[i + 2])));
-      i += 2;
-    } else {
-      return absl::InvalidArgumentError(
-          absl::StrCat("bad percent escape at offset ", i));
-    }
-  }
-  return out;
+// A form field: '+' is a space (application/x-www-form-urlencoded).
+absl::StatusOr<std::string> FormDecode(absl::string_view in) {
+  certstore::internal::PercentDecodeOptions form;
+  form.plus_is_space = true;
+  return certstore::internal::PercentDecode(in, form);
 }
 
 absl::Status ParseRequestLine(absl::string_view line, HttpRequest* request) {
@@ -323,8 +303,8 @@ absl::StatusOr<std::map<std::string, std::string>> ParseForm(
   for (absl::string_view pair : absl::StrSplit(form, '&', absl::SkipEmpty())) {
     std::pair<absl::string_view, absl::string_view> kv =
         absl::StrSplit(pair, absl::MaxSplits('=', 1));
-    auto name = PercentDecode(kv.first);
-    auto value = PercentDecode(kv.second);
+    auto name = FormDecode(kv.first);
+    auto value = FormDecode(kv.second);
     if (!name.ok() || !value.ok()) {
       return !name.ok() ? name.status() : value.status();
     }

@@ -20,6 +20,7 @@
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "api/internal/directories.h"
+#include "api/internal/percent_encoding.h"
 #include "api/internal/posix_status.h"
 #include "api/internal/redact.h"
 #include "certstore/status_macros.h"
@@ -50,39 +51,6 @@ constexpr absl::string_view kModuleDirs[] = {"/usr/lib/x86_64-linux-gnu/pkcs11",
                                              "/usr/local/lib/softhsm",
                                              "/usr/lib64/pkcs11",
                                              "/usr/lib/x86_64-linux-gnu"};
-
-absl::StatusOr<std::string> PercentDecode(absl::string_view value,
-                                          absl::string_view context) {
-  std::string out;
-  for (size_t i = 0; i < value.size(); ++i) {
-    if (value[i] != '%') {
-      out.push_back(value[i]);
-      continue;
-    }
-    int byte = 0;
-    if (i + 2 >= value.size() ||
-        !absl::SimpleHexAtoi(value.substr(i + 1, 2), &byte)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(context, ": bad percent-encoding"));
-    }
-    out.push_back(static_cast<char>(byte));
-    i += 2;
-  }
-  return out;
-}
-
-std::string PercentEncode(absl::string_view value) {
-  std::string out;
-  for (unsigned char c : value) {
-    if (absl::ascii_isalnum(c) || c == '-' || c == '.' || c == '_' ||
-        c == '~') {
-      out.push_back(static_cast<char>(c));
-    } else {
-      absl::StrAppend(&out, "%", absl::Hex(c, absl::kZeroPad2));
-    }
-  }
-  return out;
-}
 
 absl::StatusOr<std::string> ModuleByName(absl::string_view name) {
   if (name.find('/') != absl::string_view::npos) {
@@ -176,11 +144,16 @@ absl::Status ParseAttributes(absl::string_view part, char separator,
       }
     }
     seen.emplace_back(name);
-    CERTSTORE_ASSIGN_OR_RETURN(
-        std::string value,
-        PercentDecode(attr.substr(eq + 1),
-                      absl::StrCat("attribute \"", name, "\"")));
-    CERTSTORE_RETURN_IF_ERROR(apply(name, value, options));
+    // An id is bytes (RFC 7512 §2.3) and may hold a NUL; nothing else may.
+    internal::PercentDecodeOptions decoding;
+    decoding.allow_nul = name == "id";
+    absl::StatusOr<std::string> value =
+        internal::PercentDecode(attr.substr(eq + 1), decoding);
+    if (!value.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("attribute \"", name, "\": ", value.status().message()));
+    }
+    CERTSTORE_RETURN_IF_ERROR(apply(name, *value, options));
   }
   return absl::OkStatus();
 }
@@ -218,16 +191,12 @@ absl::StatusOr<Pkcs11StoreOptions> ParsePkcs11Uri(absl::string_view uri) {
 namespace pkcs11_internal {
 
 std::string StoreName(absl::string_view token_label) {
-  return absl::StrCat("pkcs11:token=", PercentEncode(token_label));
+  return absl::StrCat("pkcs11:token=", internal::PercentEncode(token_label));
 }
 
 std::string KeyUri(absl::string_view token_label, absl::string_view id) {
-  std::string encoded_id;
-  for (unsigned char byte : id) {
-    absl::StrAppend(&encoded_id, "%", absl::Hex(byte, absl::kZeroPad2));
-  }
-  return absl::StrCat("pkcs11:token=", PercentEncode(token_label),
-                      ";id=", encoded_id, ";type=private");
+  return absl::StrCat("pkcs11:token=", internal::PercentEncode(token_label),
+                      ";id=", internal::PercentEncodeAll(id), ";type=private");
 }
 
 absl::Status CheckOptions(const Pkcs11StoreOptions& options) {

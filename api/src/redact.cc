@@ -5,8 +5,8 @@
 #include <vector>
 
 #include "absl/strings/ascii.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_replace.h"
+#include "api/internal/percent_encoding.h"
 
 namespace certstore::internal {
 namespace {
@@ -15,25 +15,6 @@ constexpr const char* kSecretKeys[] = {"pin-value", "passphrase", "password",
                                        "secret", "pin"};
 constexpr size_t kMaxSecrets = 32;
 
-// `in` with every well-formed %XX decoded; other bytes as they are (a bad
-// escape elsewhere must not hide an encoded secret).
-std::string LenientPercentDecode(absl::string_view in) {
-  std::string out;
-  out.reserve(in.size());
-  for (size_t i = 0; i < in.size(); ++i) {
-    int byte = 0;
-    if (in[i] == '%' && i + 2 < in.size() &&
-        absl::ascii_isxdigit(static_cast<unsigned char>(in[i + 1])) &&
-        absl::ascii_isxdigit(static_cast<unsigned char>(in[i + 2])) &&
-        absl::SimpleHexAtoi(in.substr(i + 1, 2), &byte)) {
-      out.push_back(static_cast<char>(byte));
-      i += 2;
-    } else {
-      out.push_back(in[i]);
-    }
-  }
-  return out;
-}
 
 // The values following a secret-bearing key in `view`, read up to the
 // first separator or quote; with `long_reading` also up to the first URI
@@ -78,10 +59,10 @@ void CollectValues(const std::string& view, bool long_reading,
 std::string RedactSecrets(absl::string_view text, absl::string_view source) {
   std::vector<std::string> secrets;
   CollectValues(std::string(text), false, &secrets);
-  CollectValues(LenientPercentDecode(text), false, &secrets);
+  CollectValues(PercentDecodeLenient(text), false, &secrets);
   if (!source.empty()) {
     CollectValues(std::string(source), true, &secrets);
-    CollectValues(LenientPercentDecode(source), true, &secrets);
+    CollectValues(PercentDecodeLenient(source), true, &secrets);
   }
   if (secrets.empty()) {
     return std::string(text);

@@ -7,10 +7,13 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <random>
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "api/internal/percent_encoding.h"
 #include "certstore/testing/status_matchers.h"
+#include "tests/support/replay_seed.h"
 #include "tests/support/temp_dir.h"
 
 namespace certstore::testing {
@@ -93,6 +96,30 @@ TEST_F(OpenStoreTest, DecodesPercentEscapesInPaths) {
       OpenStore(absl::StrCat("sqlite:", dir_.path(), "/with%20space.db"));
   ASSERT_OK(store);
   EXPECT_EQ(access((dir_.path() + "/with space.db").c_str(), F_OK), 0);
+}
+
+// Property: any directory name, percent-encoded by the project's encoder,
+// is opened by the registry at exactly that path.
+TEST_F(OpenStoreTest, EncodedPathsOfRandomBytesOpenThatPath) {
+  std::mt19937_64 rng(ReplaySeed());
+  std::uniform_int_distribution<int> byte(1, 255);
+  std::uniform_int_distribution<int> size(1, 24);
+  for (int round = 0; round < 50; ++round) {
+    std::string name;
+    for (int n = size(rng); n > 0; --n) {
+      const char c = static_cast<char>(byte(rng));
+      if (c != '/') name.push_back(c);
+    }
+    if (name.empty() || name == "." || name == "..") continue;
+    const std::string path = absl::StrCat(dir_.path(), "/", name);
+    const std::string uri =
+        absl::StrCat("file:", internal::PercentEncode(path, "/"));
+    ASSERT_OK(OpenStore(uri)) << "seed " << ReplaySeed() << " round " << round;
+    struct stat st;
+    ASSERT_EQ(stat(path.c_str(), &st), 0)
+        << "seed " << ReplaySeed() << " round " << round;
+    EXPECT_TRUE(S_ISDIR(st.st_mode));
+  }
 }
 
 TEST_F(OpenStoreTest, AcceptsEmptyAuthority) {

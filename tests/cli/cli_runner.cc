@@ -60,13 +60,6 @@ int LoopCount(const char* name, int fallback) {
   return value != nullptr ? std::atoi(value) : fallback;
 }
 
-uint32_t ReplaySeed() {
-  const char* seed = std::getenv("CERTSTORE_DRILL_SEED");
-  return seed != nullptr
-             ? static_cast<uint32_t>(std::strtoul(seed, nullptr, 10))
-             : std::random_device{}();
-}
-
 std::vector<nlohmann::json> JsonLines(const std::string& out) {
   std::vector<nlohmann::json> lines;
   for (absl::string_view line : absl::StrSplit(out, '\n', absl::SkipEmpty())) {

@@ -11,6 +11,7 @@
 #include "certstore/key.h"
 #include "nlohmann/json.hpp"
 #include "tests/support/files.h"
+#include "tests/support/replay_seed.h"
 #include "tests/support/subprocess.h"
 
 namespace certstore::testing {
@@ -29,9 +30,6 @@ ProcessResult RunCliKilledAfter(const std::vector<std::string>& args,
 // Knobs of the long CLI loops (drills, kill storms): the integer in the
 // environment variable `name`, or `fallback`.
 int LoopCount(const char* name, int fallback);
-// CERTSTORE_DRILL_SEED when set (to replay a run), else a random seed; the
-// loops print it with every failure.
-uint32_t ReplaySeed();
 
 // Every line of `out` parsed as JSON (a line that does not parse fails the
 // test and is skipped).
