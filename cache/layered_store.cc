@@ -118,6 +118,27 @@ class LayeredStoreImpl final : public LayeredStore {
     return removed;
   }
 
+  // Every layer, bottom first; a layer that fails (degradable) is skipped
+  // with a warning, as for DeleteAllForAlias.
+  absl::StatusOr<int> RemoveBroken(
+      absl::string_view alias, const RemoveBrokenOptions& options) override {
+    if (absl::Status s = ValidateAlias(alias); !s.ok()) {
+      return WithContext(s, OpContext(name_, "RemoveBroken", ""));
+    }
+    int removed = 0;
+    for (size_t i = layers_.size(); i-- > 0;) {
+      absl::StatusOr<int> n = layers_[i]->RemoveBroken(alias, options);
+      if (n.ok()) {
+        removed += *n;
+      } else if (IsDegradable(n.status())) {
+        Degrade(i, n.status());
+      } else {
+        return n.status();
+      }
+    }
+    return removed;
+  }
+
   absl::Status ProbeKey(const Entry& entry) override {
     return bottom()->ProbeKey(entry);
   }
@@ -260,8 +281,16 @@ absl::StatusOr<std::vector<EntryInfo>> LayeredStoreImpl::List(
           merged.try_emplace({info.alias, info.thumbprint}, info);
       if (!inserted) {
         absl::StrAppend(&it->second.store, ",", info.store);
-        // The bottom layer knows best where the key lives.
+        // The bottom layer knows best where the key lives, and whether the
+        // entry still works there.
         it->second.key_location = info.key_location;
+        if (!info.certificate_location.empty()) {
+          it->second.certificate_location = info.certificate_location;
+        }
+        if (!info.problem.empty()) {
+          it->second.problem = info.problem;
+          it->second.foreign = info.foreign;
+        }
       }
     }
   }

@@ -47,6 +47,40 @@ absl::StatusOr<int> EntryWriter::RemoveAll(const std::string& dir_name,
   return InContext(RemoveEntries(*dir, dir_name), context);
 }
 
+absl::StatusOr<int> EntryWriter::RemoveIf(
+    const std::string& dir_name,
+    const std::function<bool(const Directory&, const Directory::Item&)>& doomed,
+    absl::string_view context) {
+  absl::MutexLock lock(&mu_);
+  CERTSTORE_ASSIGN_OR_RETURN(UniqueFd writers, LockWriters(context));
+  const std::string path = absl::StrCat(store_path_, "/", dir_name);
+  absl::StatusOr<Directory> dir = Directory::Open(store_fd_, dir_name, path);
+  if (absl::IsNotFound(dir.status())) {
+    return 0;
+  }
+  CERTSTORE_RETURN_IF_ERROR(WithContext(dir.status(), context));
+  CERTSTORE_ASSIGN_OR_RETURN(std::vector<Directory::Item> items,
+                             InContext(dir->List(), context));
+  int removed = 0;
+  for (const Directory::Item& item : items) {
+    if (!IsEntryFileName(item.name) || !doomed(*dir, item)) {
+      continue;
+    }
+    if (unlinkat(dir->fd(), item.name.c_str(), 0) == 0) {
+      ++removed;
+    } else if (errno != ENOENT) {
+      return WithContext(
+          ErrnoStatus(errno, absl::StrCat(path, "/", item.name, ": unlink")),
+          context);
+    }
+  }
+  if (removed > 0 && ops_.fsync(dir->fd()) != 0) {
+    return WithContext(ErrnoStatus(errno, absl::StrCat(path, ": fsync")),
+                       context);
+  }
+  return removed;
+}
+
 absl::StatusOr<UniqueFd> EntryWriter::LockWriters(absl::string_view context) {
   return internal::LockFile(store_fd_, kWritersLockName, lock_timeout_,
                             context);

@@ -6,6 +6,7 @@
 
 #include <sys/stat.h>
 
+#include <functional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -46,6 +47,15 @@ class EntryWriter {
   // files were removed (0 when the directory is absent).
   absl::StatusOr<int> RemoveAll(const std::string& dir_name,
                                 absl::string_view context);
+
+  // Removes the entry files of `dir_name` for which `doomed` (asked with
+  // the writers' lock held, so that no writer replaces a file in between)
+  // answers true. Returns how many were removed.
+  absl::StatusOr<int> RemoveIf(
+      const std::string& dir_name,
+      const std::function<bool(const Directory&, const Directory::Item&)>&
+          doomed,
+      absl::string_view context);
 
  private:
   absl::StatusOr<UniqueFd> LockWriters(absl::string_view context)

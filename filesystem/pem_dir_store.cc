@@ -14,8 +14,10 @@
 #include <vector>
 
 #include "absl/cleanup/cleanup.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
 #include "api/internal/directories.h"
 #include "api/internal/lock_file.h"
@@ -102,8 +104,25 @@ class PemDirStore final : public CertStore {
         struct stat written,
         writer_.Write(dir_name, file_name, *encoded, context));
     // This store's Finds return the caller's entry while the file stays so.
-    reader_.Remember(dir_name, file_name, *encoded, written, std::move(entry));
+    reader_.Remember(dir_name, file_name, *encoded, written, entry);
+    // A fresh entry replaces what a read found refused (unreadable,
+    // damaged): its files go now, not at the next eviction.
+    if (TakeBrokenMark(dir_name)) {
+      RemoveBrokenFiles(dir_name, context).IgnoreError();
+    }
     return absl::OkStatus();
+  }
+
+  absl::StatusOr<int> RemoveBroken(
+      absl::string_view alias, const RemoveBrokenOptions& options) override {
+    (void)options;  // every file in the store's directory is the store's
+    if (absl::Status s = ValidateAlias(alias); !s.ok()) {
+      return WithContext(s, OpContext(Name(), "RemoveBroken", ""));
+    }
+    const std::string dir_name = AliasDirName(alias);
+    TakeBrokenMark(dir_name);
+    return RemoveBrokenFiles(dir_name,
+                             OpContext(Name(), "RemoveBroken", alias));
   }
 
   absl::StatusOr<int> DeleteAllForAlias(absl::string_view alias) override {
@@ -138,7 +157,7 @@ class PemDirStore final : public CertStore {
     std::vector<EntryInfo> infos;
     for (const Directory::Item& item : dirs) {
       if (IsAliasDirName(item.name)) {
-        ListAliasDir(item.name, options.alias_prefix, &infos);
+        ListAliasDir(item.name, options, &infos);
       }
     }
     SortListing(infos);
@@ -185,6 +204,7 @@ class PemDirStore final : public CertStore {
         // NotFound: deleted since the listing; not a fault.
         if (!absl::IsNotFound(entry.status()) && selection.refused.ok()) {
           selection.refused = entry.status();
+          MarkBroken(dir_name);
         }
       } else if (IsServable((*entry)->not_before(), (*entry)->not_after(), now,
                             options) &&
@@ -198,12 +218,12 @@ class PemDirStore final : public CertStore {
   }
 
   // Adds the listing of every good file of `dir_name` whose alias starts
-  // with `prefix`. Refused and damaged files are left out: Find reports
-  // them.
-  void ListAliasDir(const std::string& dir_name, absl::string_view prefix,
+  // with the prefix, and with include_broken every file it cannot read or
+  // decode, with the reason.
+  void ListAliasDir(const std::string& dir_name, const ListOptions& options,
                     std::vector<EntryInfo>* infos) const {
     std::optional<std::string> alias = AliasOfDirName(dir_name);
-    if (alias.has_value() && !absl::StartsWith(*alias, prefix)) {
+    if (alias.has_value() && !absl::StartsWith(*alias, options.alias_prefix)) {
       return;
     }
     absl::StatusOr<Directory> dir =
@@ -211,6 +231,9 @@ class PemDirStore final : public CertStore {
     absl::StatusOr<std::vector<Directory::Item>> items =
         dir.ok() ? dir->List() : dir.status();
     if (!items.ok()) {
+      if (options.include_broken && alias.has_value()) {
+        infos->push_back(BrokenInfo(*alias, "", items.status()));
+      }
       return;
     }
     for (const Directory::Item& item : *items) {
@@ -219,10 +242,56 @@ class PemDirStore final : public CertStore {
       }
       absl::StatusOr<EntryInfo> info =
           reader_.Summarize(*dir, dir_name, item, Name());
-      if (info.ok() && absl::StartsWith(info->alias, prefix)) {
+      if (info.ok() && absl::StartsWith(info->alias, options.alias_prefix)) {
         infos->push_back(*std::move(info));
+      } else if (!info.ok() && !absl::IsNotFound(info.status()) &&
+                 options.include_broken) {
+        infos->push_back(
+            BrokenInfo(alias.value_or(""), item.name, info.status()));
       }
     }
+  }
+
+  // A file (or, with no `file_name`, a directory) the store cannot serve.
+  EntryInfo BrokenInfo(const std::string& alias, absl::string_view file_name,
+                       const absl::Status& why) const {
+    EntryInfo info;
+    info.alias = alias;
+    info.store = Name();
+    if (absl::ConsumePrefix(&file_name, "x5t-") &&
+        absl::ConsumeSuffix(&file_name, ".pem")) {
+      info.thumbprint = std::string(file_name);  // as named, not as read
+    }
+    const bool unreadable = absl::IsPermissionDenied(why) ||
+                            absl::IsUnavailable(why) ||
+                            absl::IsResourceExhausted(why);
+    info.problem =
+        absl::StrCat(unreadable ? "unreadable: " : "damaged: ", why.message());
+    return info;
+  }
+
+  // Removes the entry files of `dir_name` that cannot be served: refused
+  // (mode, owner, links) or undecodable; never one that reads well.
+  absl::StatusOr<int> RemoveBrokenFiles(const std::string& dir_name,
+                                        absl::string_view context) {
+    return writer_.RemoveIf(
+        dir_name,
+        [&](const Directory& dir, const Directory::Item& item) {
+          absl::StatusOr<EntryInfo> info =
+              reader_.Summarize(dir, dir_name, item, Name());
+          return !info.ok() && !absl::IsNotFound(info.status());
+        },
+        context);
+  }
+
+  void MarkBroken(const std::string& dir_name) {
+    absl::MutexLock lock(&broken_mu_);
+    dirs_with_broken_.insert(dir_name);
+  }
+
+  bool TakeBrokenMark(const std::string& dir_name) {
+    absl::MutexLock lock(&broken_mu_);
+    return dirs_with_broken_.erase(dir_name) > 0;
   }
 
   const std::string path_;
@@ -232,6 +301,11 @@ class PemDirStore final : public CertStore {
   filesystem_internal::EntryWriter writer_;
   filesystem_internal::EntryReader reader_;
   InProcessAliasLocks alias_locks_;
+  // Alias directories where a Find met a file it refused: the next Put
+  // there removes such files.
+  absl::Mutex broken_mu_;
+  absl::flat_hash_set<std::string> dirs_with_broken_
+      ABSL_GUARDED_BY(broken_mu_);
 };
 
 // `directory` made absolute, without trailing slashes (a trailing slash

@@ -199,6 +199,12 @@ std::string KeyUri(absl::string_view token_label, absl::string_view id) {
                       ";id=", internal::PercentEncodeAll(id), ";type=private");
 }
 
+std::string CertificateUri(absl::string_view token_label,
+                           absl::string_view id) {
+  return absl::StrCat("pkcs11:token=", internal::PercentEncode(token_label),
+                      ";id=", internal::PercentEncodeAll(id), ";type=cert");
+}
+
 absl::Status CheckOptions(const Pkcs11StoreOptions& options) {
   if (options.token_label.empty()) {
     return absl::InvalidArgumentError("token_label is empty");

@@ -22,6 +22,10 @@ std::string StoreName(absl::string_view token_label);
 // ;type=private").
 std::string KeyUri(absl::string_view token_label, absl::string_view id);
 
+// The same for the certificate object certstore writes with a key's id
+// (type=cert): what p11tool --export and curl --cert take.
+std::string CertificateUri(absl::string_view token_label, absl::string_view id);
+
 // InvalidArgument naming the option that is missing or malformed.
 absl::Status CheckOptions(const Pkcs11StoreOptions& options);
 

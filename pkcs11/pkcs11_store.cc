@@ -58,6 +58,8 @@ class Pkcs11Store final : public CertStore {
       absl::string_view alias, const KeySpec& spec) override;
   absl::StatusOr<std::vector<EntryInfo>> List(
       const ListOptions& options) override;
+  absl::StatusOr<int> RemoveBroken(absl::string_view alias,
+                                   const RemoveBrokenOptions& options) override;
 
   absl::StatusOr<std::unique_ptr<AliasLock>> LockAlias(
       absl::string_view alias, absl::Duration timeout) override {
@@ -74,6 +76,7 @@ class Pkcs11Store final : public CertStore {
   // An alias's entries as last read from (or written to) the token.
   struct AliasState {
     std::vector<StoredEntry> entries;  // newest not_after first
+    std::vector<pkcs11_internal::BrokenEntry> broken;
     uint64_t epoch = 0;
     absl::Time loaded_at;
   };
@@ -92,6 +95,9 @@ class Pkcs11Store final : public CertStore {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(token_->module().mu());
   void Rollback(const KeyPlan& plan)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(token_->module().mu());
+  absl::StatusOr<int> RemoveBrokenLocked(absl::string_view alias,
+                                         const RemoveBrokenOptions& options)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(token_->module().mu());
 
   const std::string name_;
   const std::shared_ptr<RawToken> token_;
@@ -107,10 +113,11 @@ class Pkcs11Store final : public CertStore {
 absl::StatusOr<Pkcs11Store::AliasState*> Pkcs11Store::Load(
     absl::string_view alias) {
   CERTSTORE_RETURN_IF_ERROR(token_->CheckToken());
-  CERTSTORE_ASSIGN_OR_RETURN(std::vector<StoredEntry> entries,
+  CERTSTORE_ASSIGN_OR_RETURN(pkcs11_internal::AliasContents contents,
                              pkcs11_internal::LoadAliasEntries(token_, alias));
   AliasState& state = cache_[alias];
-  state.entries = std::move(entries);
+  state.entries = std::move(contents.entries);
+  state.broken = std::move(contents.broken);
   state.epoch = token_->session_epoch();
   state.loaded_at = absl::Now();
   return &state;
@@ -270,8 +277,50 @@ absl::Status Pkcs11Store::Put(std::shared_ptr<const Entry> entry) {
   absl::Status written = WriteEntry(entry, **state, *plan);
   if (!written.ok()) {
     Rollback(*plan);
+    return WithContext(written, context);
   }
-  return WithContext(written, context);
+  // A fresh pair replaces what broke outside certstore (a key deleted with
+  // another tool): its leftovers go now, not at the next eviction.
+  if (!(*state)->broken.empty()) {
+    RemoveBrokenLocked(entry->alias(), RemoveBrokenOptions{}).IgnoreError();
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<int> Pkcs11Store::RemoveBrokenLocked(
+    absl::string_view alias, const RemoveBrokenOptions& options) {
+  // Read again: handles seen earlier may be stale, and only what is broken
+  // now may go.
+  CERTSTORE_ASSIGN_OR_RETURN(AliasState * state, Load(alias));
+  int removed = 0;
+  for (const pkcs11_internal::BrokenEntry& broken : state->broken) {
+    if (broken.info.foreign && !options.include_foreign) {
+      continue;
+    }
+    for (CK_OBJECT_HANDLE h : broken.objects) {
+      CERTSTORE_RETURN_IF_ERROR(token_->Destroy(h));
+    }
+    ++removed;
+  }
+  cache_.erase(alias);
+  return removed;
+}
+
+absl::StatusOr<int> Pkcs11Store::RemoveBroken(
+    absl::string_view alias, const RemoveBrokenOptions& options) {
+  if (absl::Status s = ValidateAlias(alias); !s.ok()) {
+    return WithContext(s, OpContext(Name(), "RemoveBroken", ""));
+  }
+  const std::string context = OpContext(Name(), "RemoveBroken", alias);
+  absl::MutexLock lock(&token_->module().mu());
+  token_->module().Prepare();
+  absl::Status status = token_->CheckToken();
+  absl::StatusOr<int> removed = status.ok() ? RemoveBrokenLocked(alias, options)
+                                            : absl::StatusOr<int>(status);
+  if (!removed.ok()) {
+    return WithContext(removed.status(), context);
+  }
+  return removed;
 }
 
 absl::StatusOr<int> Pkcs11Store::DeleteAllForAlias(absl::string_view alias) {
@@ -358,10 +407,24 @@ absl::StatusOr<std::vector<EntryInfo>> Pkcs11Store::List(
       return WithContext(state.status(), context);
     }
     for (const StoredEntry& stored : (*state)->entries) {
-      infos.push_back(InfoOf(*stored.entry, Name()));
+      EntryInfo info = InfoOf(*stored.entry, Name());
+      info.certificate_location =
+          pkcs11_internal::CertificateUri(token_->label(), stored.key_id);
+      infos.push_back(std::move(info));
+    }
+    if (!options.include_broken) {
+      continue;
+    }
+    for (const pkcs11_internal::BrokenEntry& broken : (*state)->broken) {
+      EntryInfo info = broken.info;
+      info.store = Name();
+      info.certificate_location =
+          pkcs11_internal::CertificateUri(token_->label(), broken.key_id);
+      infos.push_back(std::move(info));
     }
   }
-  return infos;  // labels are sorted; each alias's entries newest first
+  SortListing(infos);
+  return infos;
 }
 
 }  // namespace

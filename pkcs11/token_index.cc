@@ -116,14 +116,16 @@ absl::StatusOr<std::shared_ptr<const Key>> KeyFor(
   return key;
 }
 
-// The entry of one certificate object, or null when it has no usable key.
+// The entry of one certificate object, or null when it has no usable key
+// (`problem` then says why; `leaf_der` is the certificate either way).
 absl::StatusOr<std::shared_ptr<const Entry>> EntryOf(
     const std::shared_ptr<RawToken>& token, absl::string_view alias,
-    CK_OBJECT_HANDLE certificate, StoredEntry& stored, Pairing& p)
+    CK_OBJECT_HANDLE certificate, StoredEntry& stored, Pairing& p,
+    std::string& leaf_der, std::string& problem)
     ABSL_EXCLUSIVE_LOCKS_REQUIRED(token->module().mu()) {
   CERTSTORE_ASSIGN_OR_RETURN(stored.key_id,
                              token->Attribute(certificate, CKA_ID));
-  CERTSTORE_ASSIGN_OR_RETURN(std::string leaf_der,
+  CERTSTORE_ASSIGN_OR_RETURN(leaf_der,
                              token->Attribute(certificate, CKA_VALUE));
   auto priv = p.private_by_id.find(stored.key_id);
   if (priv != p.private_by_id.end()) {
@@ -133,7 +135,8 @@ absl::StatusOr<std::shared_ptr<const Entry>> EntryOf(
         stored.private_key, FindById(*token, CKO_PRIVATE_KEY, stored.key_id));
   }
   if (stored.private_key == 0) {
-    return nullptr;  // a certificate without its key is not an entry
+    problem = "key missing";  // a certificate without its key
+    return nullptr;
   }
   CERTSTORE_ASSIGN_OR_RETURN(
       std::shared_ptr<const Key> key,
@@ -142,13 +145,17 @@ absl::StatusOr<std::shared_ptr<const Entry>> EntryOf(
   parts.alias = std::string(alias);
   parts.key = std::move(key);
   const std::string thumbprint = Thumbprint(leaf_der);
-  parts.chain_der.push_back(std::move(leaf_der));
+  parts.chain_der.push_back(leaf_der);
   auto record = p.record_by_thumbprint.find(thumbprint);
   if (record == p.record_by_thumbprint.end() ||
       record->second.record.key_id != stored.key_id) {
     absl::StatusOr<std::shared_ptr<const Entry>> entry =
         Entry::Create(std::move(parts));
-    return entry.ok() ? entry : nullptr;  // an undecodable foreign object
+    if (!entry.ok()) {  // an undecodable foreign object
+      problem = absl::StrCat("damaged: ", entry.status().message());
+      return nullptr;
+    }
+    return entry;
   }
   stored.record = record->second.handle;
   const EntryRecord& r = record->second.record;
@@ -158,6 +165,42 @@ absl::StatusOr<std::shared_ptr<const Entry>> EntryOf(
   parts.created_at = r.created_at;
   return RestoreEntry(std::move(parts),
                       LeafFacts{r.not_before, r.not_after, r.thumbprint});
+}
+
+// The broken entry of `certificate`: what it is, and which objects go with
+// it. The record and the public key are certstore's when a record of this
+// certificate names the key id; a certificate with no such record is
+// another tool's (foreign).
+BrokenEntry BrokenOf(absl::string_view alias, CK_OBJECT_HANDLE certificate,
+                     const std::string& key_id, const std::string& leaf_der,
+                     std::string problem, const Pairing& p) {
+  BrokenEntry broken;
+  broken.info.alias = std::string(alias);
+  broken.info.problem = std::move(problem);
+  broken.info.thumbprint = Thumbprint(leaf_der);
+  if (absl::StatusOr<UniqueX509> leaf = DecodeCertificate(leaf_der, "leaf");
+      leaf.ok()) {
+    broken.info.not_before = NotBefore(leaf->get());
+    broken.info.not_after = NotAfter(leaf->get());
+  }
+  broken.info.chain_length = 1;
+  broken.key_id = key_id;
+  broken.objects.push_back(certificate);
+  auto record = p.record_by_thumbprint.find(broken.info.thumbprint);
+  const bool ours = record != p.record_by_thumbprint.end() &&
+                    record->second.record.key_id == key_id;
+  broken.info.foreign = !ours;
+  if (ours) {
+    broken.info.chain_length += record->second.record.intermediates.size();
+    broken.info.created_at = record->second.record.created_at;
+    broken.info.key_algorithm = record->second.record.key_algorithm;
+    broken.objects.push_back(record->second.handle);
+    auto pub = p.public_by_id.find(key_id);
+    if (broken.info.problem == "key missing" && pub != p.public_by_id.end()) {
+      broken.objects.push_back(pub->second);  // the half of a deleted pair
+    }
+  }
+  return broken;
 }
 
 }  // namespace
@@ -194,27 +237,35 @@ absl::StatusOr<AliasObjects> FindAliasObjects(RawToken& token,
   return objects;
 }
 
-absl::StatusOr<std::vector<StoredEntry>> LoadAliasEntries(
+absl::StatusOr<AliasContents> LoadAliasEntries(
     const std::shared_ptr<RawToken>& token, absl::string_view alias) {
   CERTSTORE_ASSIGN_OR_RETURN(AliasObjects objects,
                              FindAliasObjects(*token, alias));
   CERTSTORE_ASSIGN_OR_RETURN(Pairing pairing, IndexObjects(*token, objects));
-  std::vector<StoredEntry> entries;
+  AliasContents contents;
   for (CK_OBJECT_HANDLE certificate : objects.certificates) {
     StoredEntry stored;
     stored.certificate = certificate;
+    std::string leaf_der;
+    std::string problem;
     CERTSTORE_ASSIGN_OR_RETURN(
-        stored.entry, EntryOf(token, alias, certificate, stored, pairing));
-    if (stored.entry == nullptr || !CheckKeyMatchesLeaf(*stored.entry).ok()) {
-      continue;  // key gone or re-created under the old certificate
+        stored.entry,
+        EntryOf(token, alias, certificate, stored, pairing, leaf_der, problem));
+    if (stored.entry != nullptr && !CheckKeyMatchesLeaf(*stored.entry).ok()) {
+      problem = "key mismatched";  // a key re-created under the old id
     }
-    entries.push_back(std::move(stored));
+    if (problem.empty()) {
+      contents.entries.push_back(std::move(stored));
+      continue;
+    }
+    contents.broken.push_back(BrokenOf(alias, certificate, stored.key_id,
+                                       leaf_der, std::move(problem), pairing));
   }
-  std::stable_sort(entries.begin(), entries.end(),
+  std::stable_sort(contents.entries.begin(), contents.entries.end(),
                    [](const StoredEntry& a, const StoredEntry& b) {
                      return a.entry->not_after() > b.entry->not_after();
                    });
-  return entries;
+  return contents;
 }
 
 absl::StatusOr<std::vector<std::string>> CertificateLabels(RawToken& token) {

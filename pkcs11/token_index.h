@@ -27,6 +27,20 @@ struct StoredEntry {
   std::string key_id;
 };
 
+// What an alias holds on the token but cannot serve, and the objects that
+// make it up (certificate first).
+struct BrokenEntry {
+  EntryInfo info;  // alias, thumbprint, validity when readable; problem
+  std::string key_id;
+  std::vector<CK_OBJECT_HANDLE> objects;
+};
+
+// An alias as read from the token.
+struct AliasContents {
+  std::vector<StoredEntry> entries;  // servable pairs, newest not_after first
+  std::vector<BrokenEntry> broken;
+};
+
 // Every object labelled `alias`, by class.
 struct AliasObjects {
   std::vector<CK_OBJECT_HANDLE> certificates;
@@ -47,8 +61,12 @@ absl::StatusOr<AliasObjects> FindAliasObjects(RawToken& token,
 // The usable entries of `alias`, newest not_after first: certificates whose
 // CKA_ID has a private key on the token and whose key matches the leaf.
 // Keys are Pkcs11Keys of `token` (their libp11 key is loaded on first
-// use). DataLoss when a certstore record of the alias is corrupt.
-absl::StatusOr<std::vector<StoredEntry>> LoadAliasEntries(
+// use). The other certificates are broken entries: "key missing" (with
+// the record and the public key of that id, when certstore wrote them) or
+// "key mismatched" (certificate and record; the key under that id is not
+// the one certstore paired, so it stays). DataLoss when a certstore
+// record of the alias is corrupt.
+absl::StatusOr<AliasContents> LoadAliasEntries(
     const std::shared_ptr<RawToken>& token, absl::string_view alias)
     ABSL_EXCLUSIVE_LOCKS_REQUIRED(token->module().mu());
 

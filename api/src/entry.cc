@@ -223,6 +223,14 @@ bool IsServable(absl::Time not_before, absl::Time not_after, absl::Time now,
   return not_before <= now && not_after - now >= options.min_remaining;
 }
 
+absl::StatusOr<int> CertStore::RemoveBroken(
+    absl::string_view alias, const RemoveBrokenOptions& /*options*/) {
+  if (absl::Status s = ValidateAlias(alias); !s.ok()) {
+    return WithContext(s, OpContext(Name(), "RemoveBroken", ""));
+  }
+  return 0;
+}
+
 void SortListing(std::vector<EntryInfo>& infos) {
   std::stable_sort(infos.begin(), infos.end(),
                    [](const EntryInfo& a, const EntryInfo& b) {

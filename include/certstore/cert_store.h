@@ -74,6 +74,15 @@ class CERTSTORE_EXPORT CertStore {
   virtual absl::StatusOr<std::vector<EntryInfo>> List(
       const ListOptions& options = {}) = 0;
 
+  /// Removes what the store holds for `alias` but cannot serve (what List
+  /// reports with a problem under include_broken: a certificate whose key
+  /// is gone, a file it cannot read), and nothing servable. Objects another
+  /// tool wrote stay unless `options.include_foreign`. Returns how many
+  /// entries were removed. The default, for stores that cannot hold a
+  /// broken entry (memory:), removes nothing.
+  virtual absl::StatusOr<int> RemoveBroken(
+      absl::string_view alias, const RemoveBrokenOptions& options = {});
+
   /// Takes the store's exclusive mint lock for `alias`: shared by every
   /// process that opens the same persistent store (in-process only for
   /// memory:), so that N racers mint once. Waits at most `timeout`; still
@@ -112,6 +121,11 @@ class CERTSTORE_EXPORT CertStoreWrapper : public CertStore {
   absl::StatusOr<std::vector<EntryInfo>> List(
       const ListOptions& options = {}) override {
     return target_->List(options);
+  }
+  absl::StatusOr<int> RemoveBroken(
+      absl::string_view alias,
+      const RemoveBrokenOptions& options = {}) override {
+    return target_->RemoveBroken(alias, options);
   }
   absl::StatusOr<std::unique_ptr<AliasLock>> LockAlias(
       absl::string_view alias, absl::Duration timeout) override {

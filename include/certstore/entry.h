@@ -153,12 +153,33 @@ struct EntryInfo {
   size_t chain_length = 0;
   std::string key_algorithm;  ///< "EC-P256"
   std::string key_location;   ///< "software", token URI
-  std::string store;          ///< Name() of the store that holds it
+  /// Where the leaf certificate lives as an object of its own: the RFC 7512
+  /// URI (type=cert) on a PKCS#11 token; empty in stores that keep it only
+  /// inside the entry.
+  std::string certificate_location;
+  std::string store;  ///< Name() of the store that holds it
+  /// Empty for an entry the store can serve. Otherwise (listed only with
+  /// ListOptions::include_broken) why it cannot: "key missing", "key
+  /// mismatched", "unreadable: …", "damaged: …". Fields the store could not
+  /// read are left empty.
+  std::string problem;
+  /// A broken entry whose objects certstore did not write (a pair another
+  /// tool put on a token): RemoveBroken leaves it unless told otherwise.
+  bool foreign = false;
 };
 
 struct ListOptions {
   /// Only entries whose alias starts with this (empty: all).
   std::string alias_prefix;
+  /// Also list what the store holds but cannot serve, with
+  /// EntryInfo::problem saying why (`certstore list --all`).
+  bool include_broken = false;
+};
+
+/// What CertStore::RemoveBroken may remove.
+struct RemoveBrokenOptions {
+  /// Also objects certstore did not write (EntryInfo::foreign).
+  bool include_foreign = false;
 };
 
 }  // namespace certstore

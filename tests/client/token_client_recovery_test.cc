@@ -5,16 +5,21 @@
 #include <dirent.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <fstream>
 #include <memory>
 #include <sstream>
 #include <string>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "certstore/open_store.h"
+#include "certstore/pkcs11_store.h"
 #include "certstore/testing/status_matchers.h"
 #include "certstore/testing/test_pki.h"
 #include "certstore/token_client.h"
@@ -139,6 +144,118 @@ TEST_F(RecoveryTest, PemKeyReplacedByAnotherKeyHeals) {
   ASSERT_NO_FATAL_FAILURE(Open(uri));
   ASSERT_NO_FATAL_FAILURE(
       ExpectHealedOnce(first->thumbprint, "https://pem.example"));
+}
+
+// Hygiene: keys broken outside certstore, 20 times over, leave the token
+// with the objects of exactly one pair for the alias (nothing orphaned),
+// whether the break is met by a live process (eviction) or after a
+// restart (the read refuses the pair, the new Put removes it).
+TEST_F(RecoveryTest, TwentyExternallyDeletedTokenKeysLeaveOnePair) {
+  const std::string uri = absl::StrCat("memory:,", Token().Uri());
+  ASSERT_NO_FATAL_FAILURE(Open(uri));
+  ASSERT_OK(client_->GetToken("https://hygiene.example/0"));
+  auto objects_of_alias = [&]() -> int {
+    auto listing = Token().Pkcs11Tool("--list-objects");
+    if (!listing.ok()) {
+      ADD_FAILURE() << listing.status();
+      return -1;
+    }
+    int n = 0;
+    for (absl::string_view line : absl::StrSplit(*listing, '\n')) {
+      if (absl::StrContains(line, "label:") &&
+          absl::EndsWith(absl::StripTrailingAsciiWhitespace(line), Alias())) {
+        ++n;
+      }
+    }
+    return n;
+  };
+  const int one_pair = objects_of_alias();
+  ASSERT_GE(one_pair, 3) << "certificate, record and key";
+  for (int round = 1; round <= 20; ++round) {
+    const bool restart = round % 2 == 1;
+    if (restart) {
+      client_.reset();
+      store_.reset();
+    }
+    ASSERT_OK(Token().Pkcs11Tool(
+        absl::StrCat("--delete-object --type privkey --label '", Alias(), "'")))
+        << "round " << round;
+    if (restart) {
+      ASSERT_NO_FATAL_FAILURE(Open(uri));
+    }
+    auto token =
+        client_->GetToken(absl::StrCat("https://hygiene.example/", round));
+    ASSERT_OK(token) << "round " << round;
+    ASSERT_EQ(objects_of_alias(), one_pair) << "round " << round;
+  }
+  EXPECT_EQ(emulator_->GetCounters().mints, 21);
+  // The token's own view agrees: one servable entry, nothing broken.
+  auto bare = OpenPkcs11Store(Token().Options());
+  ASSERT_OK(bare);
+  ListOptions all;
+  all.include_broken = true;
+  auto listed = (*bare)->List(all);
+  ASSERT_OK(listed);
+  ASSERT_EQ(listed->size(), 1u);
+  EXPECT_EQ((*listed)[0].problem, "");
+  ASSERT_OK(store_->DeleteAllForAlias(Alias()));
+}
+
+// The same for entry files the store refuses to read (another owner, or a
+// mode that lets others read a private key): the next token writes a
+// fresh entry and the refused file goes.
+TEST_F(RecoveryTest, TwentyRefusedEntryFilesLeaveOneFile) {
+  TempDir dir;
+  const std::string uri = absl::StrCat("memory:,file:", dir.path(), "/certs");
+  ASSERT_NO_FATAL_FAILURE(Open(uri));
+  auto first = client_->GetToken("https://files.example/0");
+  ASSERT_OK(first);
+  const std::string alias_dir =
+      absl::StrCat(dir.path(), "/certs/a-", absl::WebSafeBase64Escape(Alias()));
+  auto entry_files = [&] {
+    std::vector<std::string> names;
+    if (DIR* d = opendir(alias_dir.c_str())) {
+      while (dirent* e = readdir(d)) {
+        if (absl::EndsWith(e->d_name, ".pem")) names.push_back(e->d_name);
+      }
+      closedir(d);
+    }
+    return names;
+  };
+  std::string thumbprint = first->thumbprint;
+  for (int round = 1; round <= 20; ++round) {
+    client_.reset();
+    store_.reset();
+    const std::string file =
+        absl::StrCat(alias_dir, "/x5t-", thumbprint, ".pem");
+    // Unreadable to this process: a foreign owner when root can chown,
+    // else no permissions at all; every other round, a group-readable
+    // mode, which the store refuses for a private key.
+    if (round % 2 == 0) {
+      ASSERT_EQ(chmod(file.c_str(), 0640), 0) << file;
+    } else if (geteuid() == 0) {
+      ASSERT_EQ(chown(file.c_str(), 65534, 65534), 0) << file;
+    } else {
+      ASSERT_EQ(chmod(file.c_str(), 0), 0) << file;
+    }
+    ASSERT_NO_FATAL_FAILURE(Open(uri));
+    ListOptions all;
+    all.include_broken = true;
+    auto listed = store_->List(all);
+    ASSERT_OK(listed);
+    ASSERT_EQ(listed->size(), 1u) << "round " << round;
+    EXPECT_THAT((*listed)[0].problem, ::testing::StartsWith("unreadable: "))
+        << "round " << round;
+    auto token =
+        client_->GetToken(absl::StrCat("https://files.example/", round));
+    ASSERT_OK(token) << "round " << round;
+    EXPECT_NE(token->thumbprint, thumbprint);
+    thumbprint = token->thumbprint;
+    ASSERT_THAT(entry_files(), ::testing::ElementsAre(
+                                   absl::StrCat("x5t-", thumbprint, ".pem")))
+        << "round " << round;
+  }
+  EXPECT_EQ(emulator_->GetCounters().mints, 21);
 }
 
 }  // namespace

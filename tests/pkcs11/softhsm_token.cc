@@ -135,7 +135,7 @@ std::string KeyIdHex(const Key& key) {
       location.substr(begin + 4, end == std::string::npos ? std::string::npos
                                                           : end - begin - 4);
   hex.erase(std::remove(hex.begin(), hex.end(), '%'), hex.end());
-  return hex;
+  return absl::AsciiStrToLower(hex);  // as pkcs11-tool prints it
 }
 
 std::string WriteTempFile(absl::string_view name, absl::string_view bytes) {
