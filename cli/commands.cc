@@ -80,16 +80,24 @@ absl::Status UnlistableLayer(const LayeredStore& store,
 }
 
 json InfoJson(const EntryInfo& info, absl::Time now) {
-  return {{"alias", info.alias},
-          {"thumbprint", info.thumbprint},
-          {"not_before", Rfc3339(info.not_before)},
-          {"not_after", Rfc3339(info.not_after)},
-          {"seconds_left", absl::ToInt64Seconds(info.not_after - now)},
-          {"created_at", Rfc3339(info.created_at)},
-          {"chain_length", info.chain_length},
-          {"key_algorithm", info.key_algorithm},
-          {"key_location", info.key_location},
-          {"layer", info.store}};
+  json object = {{"alias", info.alias},
+                 {"thumbprint", info.thumbprint},
+                 {"not_before", Rfc3339(info.not_before)},
+                 {"not_after", Rfc3339(info.not_after)},
+                 {"seconds_left", absl::ToInt64Seconds(info.not_after - now)},
+                 {"created_at", Rfc3339(info.created_at)},
+                 {"chain_length", info.chain_length},
+                 {"key_algorithm", info.key_algorithm},
+                 {"key_location", info.key_location},
+                 {"layer", info.store}};
+  if (!info.certificate_location.empty()) {
+    object["certificate_location"] = info.certificate_location;
+  }
+  if (!info.problem.empty()) {
+    object["problem"] = info.problem;
+    object["foreign"] = info.foreign;
+  }
+  return object;
 }
 
 // Writes `content` to a new file (or replaces it with `force`), mode `mode`,
@@ -241,15 +249,44 @@ absl::StatusOr<LayeredStore*> CommandContext::Store() {
   return store_.get();
 }
 
+namespace {
+
+// What `list` left out: a warning on stderr, or with --output json a line
+// of kind "not_shown" (stderr carries only errors there).
+void NoteHidden(Output& out, int hidden) {
+  if (hidden == 0) {
+    return;
+  }
+  if (out.json()) {
+    out.Emit("not_shown", {{"unservable", hidden}}, "");
+    return;
+  }
+  out.Warn(absl::StrCat(hidden, " unservable entr", hidden == 1 ? "y" : "ies",
+                        " not shown: `certstore list --all` shows why, "
+                        "`certstore gc` removes them"));
+}
+
+}  // namespace
+
 absl::StatusOr<int> RunList(CommandContext& context, const ListFlags& flags) {
   Output& out = context.out();
   CERTSTORE_ASSIGN_OR_RETURN(LayeredStore * store, context.Store());
   ListOptions options;
   options.alias_prefix = flags.prefix;
-  CERTSTORE_ASSIGN_OR_RETURN(std::vector<EntryInfo> entries,
+  options.include_broken = true;  // counted even when not shown
+  CERTSTORE_ASSIGN_OR_RETURN(std::vector<EntryInfo> listed,
                              store->List(options));
   const absl::Status unlistable = UnlistableLayer(*store, options);
   const absl::Time now = Clock::System()->Now();
+  std::vector<EntryInfo> entries;
+  int hidden = 0;
+  for (EntryInfo& info : listed) {
+    if (info.problem.empty() || flags.all) {
+      entries.push_back(std::move(info));
+    } else {
+      ++hidden;
+    }
+  }
   if (entries.empty()) {
     CERTSTORE_RETURN_IF_ERROR(unlistable);
     out.Note(absl::StrCat(
@@ -257,17 +294,90 @@ absl::StatusOr<int> RunList(CommandContext& context, const ListFlags& flags) {
         flags.prefix.empty()
             ? ""
             : absl::StrCat(" with prefix ", QuoteAlias(flags.prefix))));
+    NoteHidden(out, hidden);
     return kExitOk;
   }
-  out.Note("ALIAS\tTHUMBPRINT\tNOT_AFTER\tLEFT\tLAYER");
+  out.Note(flags.all ? "ALIAS\tTHUMBPRINT\tNOT_AFTER\tLEFT\tLAYER\tPROBLEM"
+                     : "ALIAS\tTHUMBPRINT\tNOT_AFTER\tLEFT\tLAYER");
   for (const EntryInfo& info : entries) {
-    out.Emit(
-        "entry", InfoJson(info, now),
+    std::string line =
         absl::StrCat(QuoteAlias(info.alias), "\t", info.thumbprint, "\t",
                      Rfc3339(info.not_after), "\t",
-                     FormatTimeLeft(info.not_after - now), "\t", info.store));
+                     FormatTimeLeft(info.not_after - now), "\t", info.store);
+    if (flags.all) {
+      absl::StrAppend(&line, "\t",
+                      info.problem.empty()
+                          ? "-"
+                          : absl::StrCat(PrintableText(info.problem, false),
+                                         info.foreign ? " (foreign)" : ""));
+    }
+    out.Emit("entry", InfoJson(info, now), line);
   }
+  NoteHidden(out, hidden);
   CERTSTORE_RETURN_IF_ERROR(unlistable);
+  return kExitOk;
+}
+
+absl::StatusOr<int> RunGc(CommandContext& context, const GcFlags& flags) {
+  Output& out = context.out();
+  CERTSTORE_ASSIGN_OR_RETURN(LayeredStore * store, context.Store());
+  ListOptions options;
+  options.alias_prefix = flags.prefix;
+  options.include_broken = true;
+  CERTSTORE_ASSIGN_OR_RETURN(std::vector<EntryInfo> listed,
+                             store->List(options));
+  const absl::Time now = Clock::System()->Now();
+  std::vector<std::string> aliases;  // listed by alias: each once, in order
+  int kept_foreign = 0;
+  int candidates = 0;
+  for (const EntryInfo& info : listed) {
+    if (info.problem.empty()) {
+      continue;
+    }
+    if (info.foreign && !flags.include_foreign) {
+      ++kept_foreign;
+      continue;
+    }
+    ++candidates;
+    json object = InfoJson(info, now);
+    object["dry_run"] = flags.dry_run;
+    out.Emit("unservable", object,
+             absl::StrCat(flags.dry_run ? "would remove " : "removing ",
+                          QuoteAlias(info.alias), " ", info.thumbprint, " (",
+                          PrintableText(info.problem, false), ") from ",
+                          info.store));
+    if (aliases.empty() || aliases.back() != info.alias) {
+      aliases.push_back(info.alias);
+    }
+  }
+  int removed = 0;
+  if (!flags.dry_run) {
+    RemoveBrokenOptions remove;
+    remove.include_foreign = flags.include_foreign;
+    for (const std::string& alias : aliases) {
+      if (alias.empty()) {
+        continue;  // a directory whose name names no alias: by hand
+      }
+      CERTSTORE_ASSIGN_OR_RETURN(int n, store->RemoveBroken(alias, remove));
+      removed += n;
+    }
+  }
+  json summary = {{"unservable", candidates},
+                  {"removed", removed},
+                  {"kept_foreign", kept_foreign},
+                  {"dry_run", flags.dry_run}};
+  out.Emit(
+      "gc", summary,
+      absl::StrCat(
+          flags.dry_run
+              ? absl::StrCat(candidates, " unservable entr",
+                             candidates == 1 ? "y" : "ies", " would be removed")
+              : absl::StrCat(removed, " unservable entr",
+                             removed == 1 ? "y" : "ies", " removed"),
+          kept_foreign > 0 ? absl::StrCat("; ", kept_foreign,
+                                          " written by another tool kept "
+                                          "(--include-foreign removes them)")
+                           : ""));
   return kExitOk;
 }
 
@@ -297,7 +407,11 @@ absl::StatusOr<int> RunShow(CommandContext& context, const AliasFlags& flags) {
         "validity:     ", Rfc3339(info.not_before), " .. ",
         Rfc3339(info.not_after), " (", FormatTimeLeft(info.not_after - now),
         ")\n", "key:          ", info.key_algorithm, ", ", info.key_location,
-        "\n", "layer:        ", info.store, "\n",
+        "\n",
+        info.certificate_location.empty()
+            ? ""
+            : absl::StrCat("certificate:  ", info.certificate_location, "\n"),
+        "layer:        ", info.store, "\n",
         "created:      ", Rfc3339(info.created_at), "\n");
     if (is_best) {
       const Entry& entry = **best;

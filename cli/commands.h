@@ -45,6 +45,12 @@ class CommandContext {
 
 struct ListFlags {
   std::string prefix;
+  bool all = false;  // also what the store holds but cannot serve
+};
+struct GcFlags {
+  std::string prefix;
+  bool dry_run = false;
+  bool include_foreign = false;  // also objects certstore did not write
 };
 struct AliasFlags {
   std::string alias;
@@ -91,6 +97,7 @@ absl::StatusOr<int> RunExport(CommandContext& context,
 absl::StatusOr<int> RunDelete(CommandContext& context,
                               const DeleteFlags& flags);
 absl::StatusOr<int> RunEvict(CommandContext& context, const AliasFlags& flags);
+absl::StatusOr<int> RunGc(CommandContext& context, const GcFlags& flags);
 absl::StatusOr<int> RunProbe(CommandContext& context, const AliasFlags& flags);
 absl::StatusOr<int> RunToken(CommandContext& context, const TokenFlags& flags);
 absl::StatusOr<int> RunNeedsRenewal(CommandContext& context,

@@ -58,6 +58,9 @@ int main(int argc, char** argv) {
       "layer");
   list->add_option("--prefix", list_flags.prefix,
                    "Only aliases starting with this");
+  list->add_flag("--all", list_flags.all,
+                 "Also entries the store holds but cannot serve (key "
+                 "missing or mismatched, unreadable, damaged), with why");
   list->footer(
       Footer("  certstore list\n  certstore --output json list "
              "--prefix 'app'"));
@@ -135,6 +138,19 @@ int main(int argc, char** argv) {
       "a credential failure; 0 removed is not an error");
   evict->add_option("alias", evict_flags.alias, "Alias")->required();
   evict->footer(Footer("  certstore evict 'app#att=0'"));
+
+  GcFlags gc_flags;
+  CLI::App* gc = app.add_subcommand(
+      "gc",
+      "Remove what the store holds but cannot serve (a certificate whose "
+      "key was deleted, a file it cannot read), across aliases; never a "
+      "servable entry");
+  gc->add_option("--prefix", gc_flags.prefix,
+                 "Only aliases starting with this");
+  gc->add_flag("--dry-run", gc_flags.dry_run, "Only say what would be removed");
+  gc->add_flag("--include-foreign", gc_flags.include_foreign,
+               "Also broken objects another tool wrote (PKCS#11)");
+  gc->footer(Footer("  certstore gc --dry-run\n  certstore gc"));
 
   AliasFlags probe_flags;
   CLI::App* probe = app.add_subcommand(
@@ -270,6 +286,8 @@ int main(int argc, char** argv) {
       result = RunDelete(context, delete_flags);
     } else if (evict->parsed()) {
       result = RunEvict(context, evict_flags);
+    } else if (gc->parsed()) {
+      result = RunGc(context, gc_flags);
     } else if (probe->parsed()) {
       result = RunProbe(context, probe_flags);
     } else if (token->parsed()) {
