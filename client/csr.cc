@@ -11,6 +11,8 @@
 #include "api/internal/json.h"
 #include "certstore/errors.h"
 #include "certstore/openssl_types.h"
+#include "certstore/status_macros.h"
+#include "client/endpoint_url.h"
 
 namespace certstore::client_internal {
 namespace {
@@ -111,6 +113,11 @@ absl::StatusOr<EntryParts> ParseIssuedCredential(absl::string_view json,
         ": issuing endpoint answer has no mtls_authentication_endpoint "
         "string"));
   }
+  // Never stored, so never used: a binding whose token endpoint is not
+  // https would send the credential's proof and the token in clear.
+  CERTSTORE_RETURN_IF_ERROR(WithContext(
+      CheckEndpointUrl(parts.metadata.endpoint, EndpointUse::kTokenEndpoint),
+      absl::StrCat(context, ": issuing endpoint named a")));
   return parts;
 }
 

@@ -22,6 +22,7 @@
 #include "certstore/openssl_types.h"
 #include "certstore/status_macros.h"
 #include "client/csr.h"
+#include "client/endpoint_url.h"
 #include "client/https_transport.h"
 
 namespace certstore {
@@ -146,6 +147,7 @@ class TokenClientImpl final : public TokenClient {
   }
 
   absl::StatusOr<Platform> GetPlatform(Call& call);
+  std::optional<Platform> PlatformFromStore();
   absl::StatusOr<std::shared_ptr<const Entry>> Binding(const std::string& alias,
                                                        const Platform& platform,
                                                        Call& call);
@@ -179,12 +181,57 @@ class TokenClientImpl final : public TokenClient {
   TokenClientMetrics metrics_ ABSL_GUARDED_BY(mu_);
 };
 
+// The platform a servable binding in the store was minted for (the issuer
+// recorded client and tenant id on it), when the store holds such bindings
+// of one platform only for this client's attestation mode. A process with
+// a cached binding then needs no issuer: it is needed only to mint.
+std::optional<Platform> TokenClientImpl::PlatformFromStore() {
+  absl::StatusOr<std::vector<EntryInfo>> listed = store_->List(ListOptions{});
+  if (!listed.ok()) {
+    return std::nullopt;
+  }
+  const absl::string_view suffix = options_.attestation ? "#att=1" : "#att=0";
+  std::optional<Platform> found;
+  absl::flat_hash_set<std::string> seen;
+  for (const EntryInfo& info : *listed) {
+    if (!info.problem.empty() || !absl::EndsWith(info.alias, suffix) ||
+        !seen.insert(info.alias).second) {
+      continue;
+    }
+    absl::StatusOr<std::shared_ptr<const Entry>> entry =
+        store_->Find(info.alias, find_options_);
+    if (!entry.ok()) {
+      continue;
+    }
+    const EntryMetadata& m = (*entry)->metadata();
+    if (!ValidIdentifier(m.client_id) || !ValidIdentifier(m.tenant_id) ||
+        info.alias != absl::StrCat(m.client_id, suffix)) {
+      continue;  // imported without platform metadata
+    }
+    if (found.has_value() &&
+        (found->client_id != m.client_id || found->tenant_id != m.tenant_id)) {
+      return std::nullopt;  // several platforms: the issuer says which
+    }
+    found = Platform{m.client_id, m.tenant_id};
+  }
+  return found;
+}
+
 absl::StatusOr<Platform> TokenClientImpl::GetPlatform(Call& call) {
   {
     absl::MutexLock lock(&mu_);
     if (platform_.has_value()) {
       return *platform_;
     }
+  }
+  if (std::optional<Platform> cached = PlatformFromStore()) {
+    Log(LogLevel::kInfo,
+        absl::StrCat("platform of the cached binding ",
+                     QuoteAlias(cached->client_id),
+                     " used without asking the issuing endpoint"));
+    absl::MutexLock lock(&mu_);
+    platform_ = *cached;
+    return *cached;
   }
   HttpRequest request;
   request.url = absl::StrCat(options_.issuing_url,
@@ -436,6 +483,14 @@ absl::StatusOr<AccessToken> TokenClientImpl::GetToken(absl::string_view scope) {
       Count(&TokenClientMetrics::cache_hits);
       return *cached;
     }
+    // The endpoint an entry recorded may come from an import or an older
+    // issuer: it is checked before every use, and nothing goes in clear.
+    CERTSTORE_RETURN_IF_ERROR(
+        WithContext(client_internal::CheckEndpointUrl(
+                        entry->metadata().endpoint,
+                        client_internal::EndpointUse::kTokenEndpoint),
+                    absl::StrCat("GetToken(\"", call.scope, "\") with binding ",
+                                 QuoteAlias(alias))));
     HttpRequest request;
     request.method = "POST";
     request.url = absl::StrCat(entry->metadata().endpoint, "/",
@@ -472,11 +527,10 @@ absl::StatusOr<std::unique_ptr<TokenClient>> TokenClient::Create(
   if (store == nullptr) {
     return absl::InvalidArgumentError("TokenClient: null store");
   }
-  if (!absl::StartsWith(options.issuing_url, "http://") &&
-      !absl::StartsWith(options.issuing_url, "https://")) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "TokenClient: issuing_url \"", absl::CHexEscape(options.issuing_url),
-        "\" must start with http:// or https://"));
+  if (absl::Status url = client_internal::CheckEndpointUrl(
+          options.issuing_url, client_internal::EndpointUse::kIssuingEndpoint);
+      !url.ok()) {
+    return WithContext(url, "TokenClient: issuing_url");
   }
   if (options.max_attempts < 1 ||
       options.deadlines.total <= absl::ZeroDuration() ||

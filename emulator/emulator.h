@@ -81,6 +81,11 @@ struct EmulatorOptions {
   // Off: every token response says `Connection: close`.
   bool keep_alive = true;
 
+  // What issuecredential names as mtls_authentication_endpoint; empty: its
+  // own token_url(). For tests of clients that must refuse what an issuer
+  // says (http://, file://, userinfo).
+  std::string advertised_token_endpoint;
+
   // 0 picks a free port. Both listeners bind 127.0.0.1 only.
   uint16_t issuing_port = 0;
   uint16_t token_port = 0;

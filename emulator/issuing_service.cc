@@ -84,12 +84,15 @@ Validity ValidityForNextMint(const ServiceContext& ctx) {
 
 HttpResponse Issued(const ServiceContext& ctx, const std::string& leaf_der) {
   const EmulatorOptions& o = *ctx.options;
-  return JsonResponse(200, {{"client_id", o.client_id},
-                            {"tenant_id", o.tenant_id},
-                            {"certificate", absl::Base64Escape(leaf_der)},
-                            {"certificate_chain",
-                             {absl::Base64Escape(ctx.ca->intermediate_der())}},
-                            {"mtls_authentication_endpoint", ctx.token_url}});
+  return JsonResponse(
+      200,
+      {{"client_id", o.client_id},
+       {"tenant_id", o.tenant_id},
+       {"certificate", absl::Base64Escape(leaf_der)},
+       {"certificate_chain", {absl::Base64Escape(ctx.ca->intermediate_der())}},
+       {"mtls_authentication_endpoint", o.advertised_token_endpoint.empty()
+                                            ? ctx.token_url
+                                            : o.advertised_token_endpoint}});
 }
 
 HttpResponse IssueCredential(const ServiceContext& ctx,

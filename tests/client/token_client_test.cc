@@ -185,6 +185,30 @@ TEST_P(TokenClientTest, RestartedProcessReusesThePersistedBinding) {
   EXPECT_EQ(client_->Metrics().probes, 1);  // first use in this process
 }
 
+// The issuing endpoint is down, a new process has a servable binding: it
+// gets a token without a single request to the issuer (which is needed
+// only to mint).
+TEST_P(TokenClientTest, IssuerDownACachedBindingStillServesANewProcess) {
+  const std::string first = FirstToken();
+  const auto before = emulator_->GetCounters();
+  TokenClientOptions options = Options();
+  options.issuing_url = "http://127.0.0.1:1";  // nothing listens there
+  ASSERT_NO_FATAL_FAILURE(NewProcessLikeClient(options));
+  auto token = client_->GetToken("https://issuer-down.example");
+  ASSERT_OK(token);
+  EXPECT_EQ(token->thumbprint, first);
+  EXPECT_EQ(BoundThumbprint(*token), first);
+  const auto after = emulator_->GetCounters();
+  EXPECT_EQ(after.metadata_requests, before.metadata_requests);
+  EXPECT_EQ(after.mint_requests, before.mint_requests);
+  // With nothing cached, the issuer is needed, and says so.
+  ASSERT_OK(store_->DeleteAllForAlias(token->alias));
+  ASSERT_NO_FATAL_FAILURE(NewProcessLikeClient(options));
+  EXPECT_THAT(
+      client_->GetToken("https://issuer-down.example"),
+      StatusIs(absl::StatusCode::kUnavailable, HasSubstr("127.0.0.1:1")));
+}
+
 // One credential failure: exactly one eviction, one new mint, one retry.
 struct CredentialFault {
   std::string name;
