@@ -697,10 +697,30 @@ absl::StatusOr<int> RunToken(CommandContext& context, const TokenFlags& flags) {
     const char* env = std::getenv("CERTSTORE_ISSUING_URL");
     options.issuing_url = env == nullptr ? "" : env;
   }
-  if (options.issuing_url.empty()) {
+  options.token_endpoint.url = flags.token_endpoint;
+  options.token_endpoint.client_id = flags.client_id;
+  options.token_endpoint.alias = flags.alias;
+  for (const std::string& param : flags.params) {
+    const size_t eq = param.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--param \"", PrintableText(param, false), "\" is not name=value"));
+    }
+    options.token_endpoint.extra_parameters.emplace_back(param.substr(0, eq),
+                                                         param.substr(eq + 1));
+  }
+  if (flags.token_endpoint.empty() &&
+      (!flags.client_id.empty() || !flags.alias.empty() ||
+       !flags.params.empty())) {
     return absl::InvalidArgumentError(
-        "token needs the issuing endpoint: --issuing-url URL or "
-        "$CERTSTORE_ISSUING_URL");
+        "--client-id, --alias and --param are for a generic token endpoint: "
+        "give --token-endpoint URL too");
+  }
+  if (options.issuing_url.empty() && flags.token_endpoint.empty()) {
+    return absl::InvalidArgumentError(
+        "token needs the issuing endpoint (--issuing-url URL or "
+        "$CERTSTORE_ISSUING_URL), or a generic token endpoint "
+        "(--token-endpoint URL --client-id ID)");
   }
   CERTSTORE_ASSIGN_OR_RETURN(KeySpec spec, ParseKeyType(flags.key_type));
   options.key_spec = spec;

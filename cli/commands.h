@@ -7,6 +7,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "certstore/layered_store.h"
@@ -76,6 +77,11 @@ struct DeleteFlags {
 struct TokenFlags {
   std::string scope;
   std::string issuing_url;  // or $CERTSTORE_ISSUING_URL
+  // Generic RFC 8705 mode (set token_endpoint): any mTLS token endpoint.
+  std::string token_endpoint;
+  std::string client_id;
+  std::string alias;                // default: client_id
+  std::vector<std::string> params;  // "name=value", more form parameters
   std::string server_ca_file;
   std::string key_type = "ec-p256";
   bool attestation = false;

@@ -167,11 +167,23 @@ int main(int argc, char** argv) {
       "if needed); prints its metadata, not the token");
   token
       ->add_option("--scope", token_flags.scope,
-                   "Resource, e.g. https://vault.example (\"/.default\" is "
-                   "appended)")
+                   "IMDS: resource, e.g. https://vault.example (\"/.default\" "
+                   "is appended); generic: the OAuth scope as given")
       ->required();
   token->add_option("--issuing-url", token_flags.issuing_url,
-                    "IMDS-style issuing endpoint (or $CERTSTORE_ISSUING_URL)");
+                    "IMDS-style issuing endpoint (or $CERTSTORE_ISSUING_URL); "
+                    "with --token-endpoint, the issuer that mints (optional)");
+  token->add_option("--token-endpoint", token_flags.token_endpoint,
+                    "Generic RFC 8705 mode: the token endpoint's https URL "
+                    "(client_credentials grant over mTLS)");
+  token->add_option("--client-id", token_flags.client_id,
+                    "Generic mode: the client_id sent");
+  token->add_option(
+      "--alias", token_flags.alias,
+      "Generic mode: the credential's alias (default: client id)");
+  token->add_option("--param", token_flags.params,
+                    "Generic mode: another form parameter, name=value "
+                    "(repeatable)");
   token->add_option("--server-ca", token_flags.server_ca_file,
                     "PEM trust anchors of the token endpoint (default: system "
                     "roots)");
@@ -185,7 +197,10 @@ int main(int argc, char** argv) {
                     "Deadline of the whole call (default 20s)");
   token->footer(
       Footer("  certstore token --scope https://vault.example --issuing-url "
-             "http://169.254.169.254 --server-ca token-ca.pem"));
+             "http://169.254.169.254 --server-ca token-ca.pem\n"
+             "  certstore token --token-endpoint "
+             "https://idp.example/oauth2/token --client-id svc --scope "
+             "'api.read' --server-ca idp-ca.pem"));
 
   NeedsRenewalFlags renewal_flags;
   CLI::App* renewal = app.add_subcommand(

@@ -9,11 +9,13 @@
 #include <utility>
 #include <vector>
 
+#include "absl/algorithm/container.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "api/internal/json.h"
 #include "api/internal/percent_encoding.h"
@@ -61,6 +63,33 @@ std::string QuoteServerText(absl::string_view text) {
     absl::StrAppend(&escaped, "… (", text.size(), " bytes)");
   }
   return escaped;
+}
+
+// RFC 8705 §3.1: the certificate thumbprint the server bound the token
+// to, from the response's cnf member or, when the token is a JWT, its cnf
+// claim; empty when neither says.
+std::string BoundThumbprintOf(const Json& body,
+                              const std::string& access_token) {
+  auto cnf_of = [](const Json& object) -> std::string {
+    if (!object.is_object()) {
+      return "";
+    }
+    auto it = object.find("cnf");
+    return it == object.end()
+               ? ""
+               : internal::JsonString(*it, "x5t#S256").value_or("");
+  };
+  std::string bound = cnf_of(body);
+  if (!bound.empty()) {
+    return bound;
+  }
+  std::vector<absl::string_view> parts = absl::StrSplit(access_token, '.');
+  std::string payload;
+  if (parts.size() != 3 || !absl::WebSafeBase64Unescape(parts[1], &payload)) {
+    return "";
+  }
+  std::optional<Json> claims = internal::ParseJsonObject(payload);
+  return claims.has_value() ? cnf_of(*claims) : "";
 }
 
 // What a failed exchange looked like, for messages: phase, host, and what
@@ -149,15 +178,15 @@ class TokenClientImpl final : public TokenClient {
   absl::StatusOr<Platform> GetPlatform(Call& call);
   std::optional<Platform> PlatformFromStore();
   absl::StatusOr<std::shared_ptr<const Entry>> Binding(const std::string& alias,
-                                                       const Platform& platform,
                                                        Call& call);
   absl::StatusOr<std::shared_ptr<const Entry>> Heal(const std::string& alias,
-                                                    const Platform& platform,
                                                     Call& call,
                                                     const std::string& why);
   absl::StatusOr<std::shared_ptr<const Entry>> Mint(absl::string_view alias,
-                                                    const Platform& platform,
                                                     Call& call);
+  bool generic() const { return !options_.token_endpoint.url.empty(); }
+  absl::StatusOr<std::string> Alias(Call& call);
+  absl::StatusOr<HttpRequest> TokenRequest(const Entry& entry, Call& call);
   HttpResult PerformWithRetries(const HttpRequest& request, const Entry* entry,
                                 Call& call, FailureClass* failure);
   absl::StatusOr<AccessToken> TokenFromResponse(const HttpResult& r,
@@ -224,7 +253,10 @@ absl::StatusOr<Platform> TokenClientImpl::GetPlatform(Call& call) {
       return *platform_;
     }
   }
-  if (std::optional<Platform> cached = PlatformFromStore()) {
+  // (In generic mode the alias is not the platform's: ask the issuer.)
+  std::optional<Platform> cached =
+      generic() ? std::nullopt : PlatformFromStore();
+  if (cached.has_value()) {
     Log(LogLevel::kInfo,
         absl::StrCat("platform of the cached binding ",
                      QuoteAlias(cached->client_id),
@@ -264,8 +296,15 @@ absl::StatusOr<Platform> TokenClientImpl::GetPlatform(Call& call) {
 }
 
 absl::StatusOr<std::shared_ptr<const Entry>> TokenClientImpl::Mint(
-    absl::string_view alias, const Platform& platform, Call& call) {
+    absl::string_view alias, Call& call) {
   const std::string context = absl::StrCat("mint for ", QuoteAlias(alias));
+  if (options_.issuing_url.empty()) {
+    return absl::NotFoundError(absl::StrCat(
+        "no credential under alias ", QuoteAlias(alias), " in ", store_->Name(),
+        " and no issuing endpoint to mint one (import one, e.g. `certstore "
+        "import`)"));
+  }
+  CERTSTORE_ASSIGN_OR_RETURN(Platform platform, GetPlatform(call));
   absl::StatusOr<std::shared_ptr<const Key>> key =
       store_->CreateKey(alias, options_.key_spec);
   CERTSTORE_RETURN_IF_ERROR(WithContext(key.status(), context));
@@ -338,8 +377,7 @@ HttpResult TokenClientImpl::PerformWithRetries(const HttpRequest& request,
 }
 
 absl::StatusOr<std::shared_ptr<const Entry>> TokenClientImpl::Heal(
-    const std::string& alias, const Platform& platform, Call& call,
-    const std::string& why) {
+    const std::string& alias, Call& call, const std::string& why) {
   call.healed = true;
   Count(&TokenClientMetrics::evictions);
   Log(LogLevel::kWarning,
@@ -351,8 +389,7 @@ absl::StatusOr<std::shared_ptr<const Entry>> TokenClientImpl::Heal(
   // this binding again. Exactly one retry follows (GetToken's loop).
   CERTSTORE_RETURN_IF_ERROR(minter_->Evict(alias).status());
   absl::StatusOr<std::shared_ptr<const Entry>> entry = minter_->GetOrCreate(
-      alias, find_options_,
-      [&](absl::string_view a) { return Mint(a, platform, call); });
+      alias, find_options_, [&](absl::string_view a) { return Mint(a, call); });
   if (entry.ok()) {
     absl::MutexLock lock(&mu_);
     probed_.insert((*entry)->thumbprint());  // a key minted just now
@@ -361,12 +398,11 @@ absl::StatusOr<std::shared_ptr<const Entry>> TokenClientImpl::Heal(
 }
 
 absl::StatusOr<std::shared_ptr<const Entry>> TokenClientImpl::Binding(
-    const std::string& alias, const Platform& platform, Call& call) {
+    const std::string& alias, Call& call) {
   CERTSTORE_ASSIGN_OR_RETURN(
       std::shared_ptr<const Entry> entry,
-      minter_->GetOrCreate(alias, find_options_, [&](absl::string_view a) {
-        return Mint(a, platform, call);
-      }));
+      minter_->GetOrCreate(alias, find_options_,
+                           [&](absl::string_view a) { return Mint(a, call); }));
   {
     absl::MutexLock lock(&mu_);
     if (probed_.contains(entry->thumbprint())) {
@@ -386,7 +422,7 @@ absl::StatusOr<std::shared_ptr<const Entry>> TokenClientImpl::Binding(
     return probe;  // the key's home is unreachable: not the key's fault
   }
   call.evicted_thumbprint = entry->thumbprint();
-  return Heal(alias, platform, call, std::string(probe.message()));
+  return Heal(alias, call, std::string(probe.message()));
 }
 
 absl::optional<AccessToken> TokenClientImpl::CachedToken(
@@ -420,6 +456,13 @@ absl::StatusOr<AccessToken> TokenClientImpl::TokenFromResponse(
         "1..",
         kMaxTokenLifetimeSeconds, " seconds (", r.body.size(),
         " bytes received)"));
+  }
+  const std::string bound = BoundThumbprintOf(*body, *access_token);
+  if (!bound.empty() && bound != entry.thumbprint()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "token endpoint ", r.host, " bound the token to certificate ",
+        QuoteServerText(bound), ", not to the one presented (",
+        entry.thumbprint(), "); the token is not used"));
   }
   AccessToken token;
   token.access_token = *std::move(access_token);
@@ -461,20 +504,76 @@ absl::Status TokenClientImpl::FinalError(FailureClass failure,
   }
 }
 
+absl::StatusOr<std::string> TokenClientImpl::Alias(Call& call) {
+  if (generic()) {
+    return options_.token_endpoint.alias.empty()
+               ? options_.token_endpoint.client_id
+               : options_.token_endpoint.alias;
+  }
+  CERTSTORE_ASSIGN_OR_RETURN(Platform platform, GetPlatform(call));
+  return absl::StrCat(platform.client_id,
+                      options_.attestation ? "#att=1" : "#att=0");
+}
+
+absl::StatusOr<HttpRequest> TokenClientImpl::TokenRequest(const Entry& entry,
+                                                          Call& call) {
+  HttpRequest request;
+  request.method = "POST";
+  request.headers = {"Content-Type: application/x-www-form-urlencoded"};
+  if (generic()) {
+    const TokenEndpointOptions& endpoint = options_.token_endpoint;
+    request.url = endpoint.url;
+    request.body = absl::StrCat("grant_type=client_credentials&client_id=",
+                                internal::PercentEncode(endpoint.client_id),
+                                "&scope=", internal::PercentEncode(call.scope));
+    for (const auto& [name, value] : endpoint.extra_parameters) {
+      absl::StrAppend(&request.body, "&", internal::PercentEncode(name), "=",
+                      internal::PercentEncode(value));
+    }
+    return request;
+  }
+  // The endpoint an entry recorded may come from an import or an older
+  // issuer: it is checked before every use, and nothing goes in clear.
+  CERTSTORE_RETURN_IF_ERROR(
+      WithContext(client_internal::CheckEndpointUrl(
+                      entry.metadata().endpoint,
+                      client_internal::EndpointUse::kTokenEndpoint),
+                  absl::StrCat("GetToken(\"", call.scope, "\") with binding ",
+                               QuoteAlias(entry.alias()))));
+  CERTSTORE_ASSIGN_OR_RETURN(Platform platform, GetPlatform(call));
+  request.url = absl::StrCat(entry.metadata().endpoint, "/", platform.tenant_id,
+                             "/oauth2/v2.0/token");
+  request.body = absl::StrCat(
+      "grant_type=client_credentials&client_id=",
+      internal::PercentEncode(platform.client_id),
+      "&scope=", internal::PercentEncode(absl::StrCat(call.scope, "/.default")),
+      "&token_type=mtls_pop");
+  return request;
+}
+
 absl::StatusOr<AccessToken> TokenClientImpl::GetToken(absl::string_view scope) {
-  if (scope.empty() || scope.find_first_of(" \t\r\n&=") != scope.npos) {
+  const bool bad_scope =
+      generic()
+          ? absl::c_any_of(scope,
+                           [](char c) {
+                             return static_cast<unsigned char>(c) < 0x20 ||
+                                    c == 0x7f;
+                           })
+          : scope.find_first_of(" \t\r\n&=") != scope.npos;
+  if (scope.empty() || bad_scope) {
     return absl::InvalidArgumentError(absl::StrCat(
         "GetToken: scope \"", absl::CHexEscape(scope),
-        "\" must be a non-empty resource URI without spaces, '&' or '='"));
+        generic() ? "\" must be a non-empty OAuth scope without control "
+                    "characters"
+                  : "\" must be a non-empty resource URI without spaces, "
+                    "'&' or '='"));
   }
   Call call;
   call.scope = std::string(scope);
   call.deadline = absl::Now() + options_.deadlines.total;
-  CERTSTORE_ASSIGN_OR_RETURN(Platform platform, GetPlatform(call));
-  const std::string alias = absl::StrCat(
-      platform.client_id, options_.attestation ? "#att=1" : "#att=0");
+  CERTSTORE_ASSIGN_OR_RETURN(const std::string alias, Alias(call));
   CERTSTORE_ASSIGN_OR_RETURN(std::shared_ptr<const Entry> entry,
-                             Binding(alias, platform, call));
+                             Binding(alias, call));
   for (;;) {
     const std::string cache_key =
         absl::StrCat(alias, std::string(1, '\0'), scope, std::string(1, '\0'),
@@ -483,24 +582,7 @@ absl::StatusOr<AccessToken> TokenClientImpl::GetToken(absl::string_view scope) {
       Count(&TokenClientMetrics::cache_hits);
       return *cached;
     }
-    // The endpoint an entry recorded may come from an import or an older
-    // issuer: it is checked before every use, and nothing goes in clear.
-    CERTSTORE_RETURN_IF_ERROR(
-        WithContext(client_internal::CheckEndpointUrl(
-                        entry->metadata().endpoint,
-                        client_internal::EndpointUse::kTokenEndpoint),
-                    absl::StrCat("GetToken(\"", call.scope, "\") with binding ",
-                                 QuoteAlias(alias))));
-    HttpRequest request;
-    request.method = "POST";
-    request.url = absl::StrCat(entry->metadata().endpoint, "/",
-                               platform.tenant_id, "/oauth2/v2.0/token");
-    request.headers = {"Content-Type: application/x-www-form-urlencoded"};
-    request.body = absl::StrCat(
-        "grant_type=client_credentials&client_id=",
-        internal::PercentEncode(platform.client_id),
-        "&scope=", internal::PercentEncode(absl::StrCat(scope, "/.default")),
-        "&token_type=mtls_pop");
+    CERTSTORE_ASSIGN_OR_RETURN(HttpRequest request, TokenRequest(*entry, call));
     Count(&TokenClientMetrics::token_requests);
     FailureClass failure;
     HttpResult r = PerformWithRetries(request, entry.get(), call, &failure);
@@ -515,8 +597,7 @@ absl::StatusOr<AccessToken> TokenClientImpl::GetToken(absl::string_view scope) {
       return FinalError(failure, r, alias, *entry, call);
     }
     call.evicted_thumbprint = entry->thumbprint();
-    CERTSTORE_ASSIGN_OR_RETURN(entry,
-                               Heal(alias, platform, call, DescribeFailure(r)));
+    CERTSTORE_ASSIGN_OR_RETURN(entry, Heal(alias, call, DescribeFailure(r)));
   }
 }
 
@@ -527,10 +608,36 @@ absl::StatusOr<std::unique_ptr<TokenClient>> TokenClient::Create(
   if (store == nullptr) {
     return absl::InvalidArgumentError("TokenClient: null store");
   }
-  if (absl::Status url = client_internal::CheckEndpointUrl(
-          options.issuing_url, client_internal::EndpointUse::kIssuingEndpoint);
-      !url.ok()) {
-    return WithContext(url, "TokenClient: issuing_url");
+  const bool generic = !options.token_endpoint.url.empty();
+  if (generic) {
+    if (absl::Status url = client_internal::CheckEndpointUrl(
+            options.token_endpoint.url,
+            client_internal::EndpointUse::kTokenEndpoint);
+        !url.ok()) {
+      return WithContext(url, "TokenClient: token_endpoint.url");
+    }
+    if (!ValidIdentifier(options.token_endpoint.client_id)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("TokenClient: token_endpoint.client_id \"",
+                       absl::CHexEscape(options.token_endpoint.client_id),
+                       "\" must be 1..", kMaxIdentifierBytes,
+                       " printable characters (generic mode needs it)"));
+    }
+    if (absl::Status alias =
+            ValidateAlias(options.token_endpoint.alias.empty()
+                              ? options.token_endpoint.client_id
+                              : options.token_endpoint.alias);
+        !alias.ok()) {
+      return WithContext(alias, "TokenClient: token_endpoint.alias");
+    }
+  }
+  if (!generic || !options.issuing_url.empty()) {
+    if (absl::Status url = client_internal::CheckEndpointUrl(
+            options.issuing_url,
+            client_internal::EndpointUse::kIssuingEndpoint);
+        !url.ok()) {
+      return WithContext(url, "TokenClient: issuing_url");
+    }
   }
   if (options.max_attempts < 1 ||
       options.deadlines.total <= absl::ZeroDuration() ||

@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -28,9 +30,30 @@ struct RequestDeadlines {
   absl::Duration total = absl::Seconds(20);
 };
 
+/// Generic RFC 8705 mode: OAuth 2.0 client credentials (RFC 6749 §4.4) at
+/// any mTLS token endpoint (RFC 8705 §2) — nginx, Keycloak, an OAuth
+/// server — instead of the IMDS protocol.
+struct TokenEndpointOptions {
+  /// The token endpoint's full https URL; empty: IMDS mode.
+  std::string url;
+  /// Sent as client_id (required in generic mode).
+  std::string client_id;
+  /// Store alias of the credential; empty: client_id.
+  std::string alias;
+  /// More form parameters, sent as given after grant_type, client_id and
+  /// scope (e.g. {"audience", "api"}).
+  std::vector<std::pair<std::string, std::string>> extra_parameters;
+};
+
 struct TokenClientOptions {
-  /// The IMDS-style issuing endpoint, e.g. "http://127.0.0.1:40123".
+  /// The IMDS-style issuing endpoint, e.g. "http://127.0.0.1:40123": https,
+  /// or http to a loopback or link-local address only. IMDS mode needs it;
+  /// in generic mode it is the issuer that mints a credential when the
+  /// store has none (or after an eviction), and may be empty: credentials
+  /// are then imported, and one the server refuses cannot be replaced.
   std::string issuing_url;
+  /// Set `token_endpoint.url` for generic RFC 8705 mode.
+  TokenEndpointOptions token_endpoint;
   /// PEM trust anchors for the token endpoint's server certificate; empty
   /// means the system roots.
   std::string server_ca_pem;
@@ -91,14 +114,20 @@ class CERTSTORE_EXPORT TokenClient {
 
   virtual ~TokenClient() = default;
 
-  /// Returns a token for `scope` (a resource URI; "/.default" is appended).
+  /// Returns a token for `scope`: in IMDS mode a resource URI, to which
+  /// "/.default" is appended; in generic mode the OAuth scope as given
+  /// (space-separated values allowed).
   /// On a credential failure (key cannot sign, certificate rejected,
   /// invalid_client) it evicts the binding (DeleteAllForAlias: every layer
   /// of a LayeredStore), mints a new one and retries exactly once; network
   /// failures are retried with backoff and never evict. Errors name the alias,
   /// thumbprint, phase, host and what the server said, and whether a re-mint
   /// happened:
-  ///   InvalidArgument     `scope` is empty or holds spaces, '&' or '='.
+  ///   InvalidArgument     `scope` is empty or holds spaces, '&' or '='
+  ///                       (IMDS) or control characters (generic); a token
+  ///                       endpoint that is not https (no request sent).
+  ///   NotFound            generic mode without an issuer: no credential
+  ///                       under the alias.
   ///   Unauthenticated     the server refused the credential again after the
   ///                       one eviction and re-mint; nothing more is tried.
   ///   Unavailable         an endpoint was unreachable or kept failing (5xx,
@@ -108,6 +137,9 @@ class CERTSTORE_EXPORT TokenClient {
   ///   FailedPrecondition  the token endpoint refused the request for a reason
   ///                       neither a retry nor a new key can fix (e.g. 400).
   ///   DataLoss            an endpoint answered 200 with a malformed body.
+  ///   FailedPrecondition  also: the server bound the token to another
+  ///                       certificate (cnf x5t#S256) than the one
+  ///                       presented; that token is never cached.
   /// Other codes come from the store (see its header).
   virtual absl::StatusOr<AccessToken> GetToken(absl::string_view scope) = 0;
 

@@ -1,0 +1,394 @@
+// Generic RFC 8705 mode against a real third-party token endpoint: nginx
+// (Debian's nginx-light), configured here to require client certificates
+// from the issuer's CA and to answer a JSON token, or invalid_client for
+// certificates listed by SHA-1 fingerprint. The credential lives in
+// sqlite, a PEM directory or a SoftHSM token, minted by the IMDS issuer
+// (the emulator) or imported.
+#include <arpa/inet.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <openssl/evp.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "certstore/chain.h"
+#include "certstore/open_store.h"
+#include "certstore/testing/status_matchers.h"
+#include "certstore/testing/test_pki.h"
+#include "certstore/token_client.h"
+#include "emulator/emulator.h"
+#include "tests/cli/cli_runner.h"
+#include "tests/pkcs11/softhsm_token.h"
+#include "tests/support/files.h"
+#include "tests/support/subprocess.h"
+#include "tests/support/temp_dir.h"
+
+namespace certstore::testing {
+namespace {
+
+using ::testing::AllOf;
+using ::testing::HasSubstr;
+using ::testing::StartsWith;
+
+constexpr char kNginxConf[] = R"(worker_processes 1;
+daemon off;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log info;
+events { worker_connections 64; }
+http {
+  access_log {dir}/access.log;
+  client_body_temp_path {dir}/body;
+  proxy_temp_path {dir}/proxy;
+  fastcgi_temp_path {dir}/fastcgi;
+  uwsgi_temp_path {dir}/uwsgi;
+  scgi_temp_path {dir}/scgi;
+  map $ssl_client_fingerprint $rejected {
+    default 0;
+    include {dir}/rejected.map;
+  }
+  server {
+    listen 127.0.0.1:{port} ssl;
+    ssl_certificate {dir}/server.pem;
+    ssl_certificate_key {dir}/server.key;
+    ssl_client_certificate {dir}/client-ca.pem;
+    ssl_verify_client on;
+    ssl_verify_depth 3;
+    default_type application/json;
+    location = /oauth2/v2.0/token {
+      if ($request_method != POST) { return 405; }
+      if ($rejected) {
+        return 401 '{"error":"invalid_client","error_description":"revoked"}';
+      }
+      return 200 '{"access_token":"nginx-$ssl_client_serial","token_type":"Bearer","expires_in":3600}';
+    }
+    location = /bound-elsewhere/token {
+      return 200 '{"access_token":"x","token_type":"Bearer","expires_in":3600,"cnf":{"x5t#S256":"AAAA"}}';
+    }
+  }
+}
+)";
+
+int FreePort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr = {};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(addr);
+  if (fd < 0 || bind(fd, reinterpret_cast<sockaddr*>(&addr), len) != 0 ||
+      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    ADD_FAILURE() << "cannot bind a loopback port";
+  }
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+bool Accepts(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr = {};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(port);
+  const bool ok =
+      connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+  close(fd);
+  return ok;
+}
+
+// nginx's $ssl_client_fingerprint: SHA-1 of the DER, lower-case hex.
+std::string Sha1Hex(const std::string& der) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int size = 0;
+  EVP_Digest(der.data(), der.size(), digest, &size, EVP_sha1(), nullptr);
+  return absl::BytesToHexString(
+      absl::string_view(reinterpret_cast<char*>(digest), size));
+}
+
+// One nginx, run in the foreground of a thread, stopped by `nginx -s quit`.
+class Nginx {
+ public:
+  Nginx(std::string dir, int port) : dir_(std::move(dir)), port_(port) {
+    WriteFile(
+        dir_ + "/nginx.conf",
+        absl::StrReplaceAll(kNginxConf,
+                            {{"{dir}", dir_}, {"{port}", absl::StrCat(port)}}));
+    if (access((dir_ + "/rejected.map").c_str(), F_OK) != 0) {
+      WriteFile(dir_ + "/rejected.map", "");
+    }
+  }
+  ~Nginx() { Stop(); }
+
+  void Start() {
+    thread_ = std::thread([this] {
+      ProcessOptions options;
+      options.timeout = absl::Seconds(240);
+      result_ = RunProcess({"nginx", "-p", dir_, "-c", dir_ + "/nginx.conf"},
+                           options);
+    });
+    for (int i = 0; i < 200 && !Accepts(port_); ++i) usleep(50 * 1000);
+    ASSERT_TRUE(Accepts(port_)) << ReadFile(dir_ + "/error.log");
+  }
+
+  void Stop() {
+    if (!thread_.joinable()) return;
+    RunProcess({"nginx", "-p", dir_, "-c", dir_ + "/nginx.conf", "-s", "quit"});
+    thread_.join();
+    EXPECT_FALSE(result_.timed_out) << result_.err;
+  }
+
+  // From the next start on, certificates of these SHA-1s get invalid_client.
+  void Reject(const std::string& sha1) {
+    WriteFile(dir_ + "/rejected.map", absl::StrCat(sha1, " 1;\n"));
+  }
+
+  std::string Url(absl::string_view path) const {
+    return absl::StrCat("https://127.0.0.1:", port_, path);
+  }
+
+ private:
+  std::string dir_;
+  int port_;
+  std::thread thread_;
+  ProcessResult result_;
+};
+
+const SoftHsmToken& Token() {
+  static SoftHsmToken* const token = [] {
+    auto created = SoftHsmToken::Create("generic-nginx");
+    if (!created.ok()) {
+      fprintf(stderr, "%s\n", created.status().ToString().c_str());
+      abort();
+    }
+    return created->release();
+  }();
+  return *token;
+}
+
+class GenericEndpointTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    auto emulator = emulator::Emulator::Start(emulator::EmulatorOptions{});
+    ASSERT_OK(emulator);
+    emulator_ = *std::move(emulator);
+    const std::string dir = dir_.path();
+    ProcessResult made = RunProcess(
+        {"openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+         "ec_paramgen_curve:P-256", "-nodes", "-keyout", dir + "/server.key",
+         "-out", dir + "/server.pem", "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"});
+    ASSERT_EQ(made.exit_code, 0) << made.err;
+    // Client certificates from the issuer, and from the test PKI (imports).
+    WriteFile(dir + "/client-ca.pem",
+              emulator_->ca_root_pem() +
+                  DerChainToPem({pki_.root_der(), pki_.intermediate_der()}));
+    nginx_ = std::make_unique<Nginx>(dir, FreePort());
+    ASSERT_NO_FATAL_FAILURE(nginx_->Start());
+    const std::string& backend = GetParam();
+    uri_ = backend == "pkcs11" ? absl::StrCat("memory:,", Token().Uri())
+           : backend == "file"
+               ? absl::StrCat("memory:,file:", dir, "/certs")
+               : absl::StrCat("memory:,sqlite:", dir, "/store.db");
+    ASSERT_NO_FATAL_FAILURE(NewProcess(Options()));
+  }
+
+  void TearDown() override {
+    if (store_ != nullptr) {
+      store_->DeleteAllForAlias(kAlias).IgnoreError();
+      store_->DeleteAllForAlias("imported").IgnoreError();
+    }
+  }
+
+  TokenClientOptions Options() {
+    TokenClientOptions options;
+    options.issuing_url = emulator_->issuing_url();
+    options.server_ca_pem = ReadFile(dir_.path() + "/server.pem");
+    options.token_endpoint.url = nginx_->Url("/oauth2/v2.0/token");
+    options.token_endpoint.client_id = kAlias;
+    options.token_endpoint.extra_parameters = {{"audience", "api a&b"}};
+    options.initial_backoff = absl::Milliseconds(20);
+    return options;
+  }
+
+  void NewProcess(const TokenClientOptions& options) {
+    client_.reset();
+    store_.reset();
+    auto store = OpenStore(uri_);
+    ASSERT_OK(store);
+    store_ = *std::move(store);
+    auto client = TokenClient::Create(store_.get(), options);
+    ASSERT_OK(client);
+    client_ = *std::move(client);
+  }
+
+  static constexpr char kAlias[] = "svc-generic";
+  TempDir dir_;
+  TestPki pki_;
+  std::unique_ptr<emulator::Emulator> emulator_;
+  std::unique_ptr<Nginx> nginx_;
+  std::string uri_;
+  std::unique_ptr<LayeredStore> store_;
+  std::unique_ptr<TokenClient> client_;
+};
+
+TEST_P(GenericEndpointTest, MintedCredentialGetsATokenFromNginx) {
+  auto token = client_->GetToken("api://orders/read api://orders/write");
+  ASSERT_OK(token);
+  EXPECT_THAT(token->access_token, StartsWith("nginx-"));
+  EXPECT_EQ(token->token_type, "Bearer");
+  EXPECT_EQ(token->alias, kAlias);
+  EXPECT_EQ(emulator_->GetCounters().mints, 1);
+  auto stored = store_->Find(kAlias);
+  ASSERT_OK(stored);
+  EXPECT_EQ((*stored)->thumbprint(), token->thumbprint);
+  // nginx saw the certificate the store holds: the token names its serial.
+  auto leaf = DecodeCertificate((*stored)->chain_der()[0], "leaf");
+  ASSERT_OK(leaf);
+  // A second process reuses the binding; nothing is minted again.
+  ASSERT_NO_FATAL_FAILURE(NewProcess(Options()));
+  auto again = client_->GetToken("api://orders/read");
+  ASSERT_OK(again);
+  EXPECT_EQ(again->thumbprint, token->thumbprint);
+  EXPECT_EQ(emulator_->GetCounters().mints, 1);
+}
+
+TEST_P(GenericEndpointTest, InvalidClientFromNginxEvictsMintsAndRetriesOnce) {
+  auto first = client_->GetToken("api://orders/read");
+  ASSERT_OK(first);
+  auto stored = store_->Find(kAlias);
+  ASSERT_OK(stored);
+  nginx_->Stop();
+  nginx_->Reject(Sha1Hex((*stored)->chain_der()[0]));
+  ASSERT_NO_FATAL_FAILURE(nginx_->Start());
+  auto healed = client_->GetToken("api://orders/write");
+  ASSERT_OK(healed);
+  EXPECT_TRUE(healed->healed);
+  EXPECT_NE(healed->thumbprint, first->thumbprint);
+  const TokenClientMetrics metrics = client_->Metrics();
+  EXPECT_EQ(metrics.evictions, 1);
+  EXPECT_EQ(metrics.token_requests, 3);  // first, refused, retried
+  EXPECT_EQ(emulator_->GetCounters().mints, 2);
+}
+
+TEST_P(GenericEndpointTest, TokenBoundToAnotherCertificateIsRefusedNotCached) {
+  TokenClientOptions options = Options();
+  options.token_endpoint.url = nginx_->Url("/bound-elsewhere/token");
+  ASSERT_NO_FATAL_FAILURE(NewProcess(options));
+  for (int i = 0; i < 2; ++i) {
+    EXPECT_THAT(client_->GetToken("api://orders/read"),
+                StatusIs(absl::StatusCode::kFailedPrecondition,
+                         HasSubstr("not to the one presented")));
+  }
+  EXPECT_EQ(client_->Metrics().token_requests, 2);  // never served cached
+}
+
+TEST_P(GenericEndpointTest, ImportedCredentialWithoutAnIssuer) {
+  TokenClientOptions options = Options();
+  options.issuing_url.clear();
+  options.token_endpoint.alias = "imported";
+  ASSERT_NO_FATAL_FAILURE(NewProcess(options));
+  EXPECT_THAT(client_->GetToken("api://orders/read"),
+              StatusIs(absl::StatusCode::kNotFound,
+                       AllOf(HasSubstr("imported"), HasSubstr("no issuing"))));
+  if (GetParam() == "pkcs11") {
+    return;  // a software key is not imported without x-allow-import
+  }
+  EntryParts parts;
+  parts.alias = "imported";
+  parts.key = PoolKey(KeyType::kEcP256, 3);
+  LeafOptions leaf;
+  leaf.not_before = absl::Now() - absl::Hours(1);
+  leaf.not_after = absl::Now() + absl::Hours(24 * 7);
+  parts.chain_der = pki_.IssueChain(*parts.key, leaf);
+  auto entry = Entry::Create(std::move(parts));
+  ASSERT_OK(entry);
+  ASSERT_OK(store_->Put(*entry));
+  auto token = client_->GetToken("api://orders/read");
+  ASSERT_OK(token);
+  EXPECT_EQ(token->thumbprint, (*entry)->thumbprint());
+  EXPECT_EQ(emulator_->GetCounters().mints, 0);
+}
+
+// The same from the command line: `certstore token --token-endpoint`,
+// minted by the issuer, then an imported credential with no issuer.
+class CliGenericEndpointTest : public GenericEndpointTest {};
+
+TEST_P(CliGenericEndpointTest, CommandLineGenericMode) {
+  const std::string store = "sqlite:" + dir_.path() + "/cli.db";
+  const std::string server_ca = dir_.path() + "/server.pem";
+  ProcessResult minted = RunCli(
+      {"--store", store, "--output", "json", "token", "--token-endpoint",
+       nginx_->Url("/oauth2/v2.0/token"), "--client-id", "cli-svc", "--scope",
+       "api://orders/read api://orders/write", "--param", "audience=orders",
+       "--server-ca", server_ca, "--issuing-url", emulator_->issuing_url()});
+  ASSERT_EQ(minted.exit_code, 0) << minted.err;
+  auto tokens = JsonOfKind(minted.out, "token");
+  ASSERT_EQ(tokens.size(), 1u) << minted.out;
+  EXPECT_EQ(tokens[0].value("token_type", ""), "Bearer");
+  EXPECT_EQ(tokens[0].value("alias", ""), "cli-svc");
+
+  const std::string bundle = dir_.path() + "/imported.pem";
+  auto key = PoolKey(KeyType::kEcP256, 4);
+  LeafOptions leaf;
+  leaf.not_before = absl::Now() - absl::Hours(1);
+  leaf.not_after = absl::Now() + absl::Hours(24 * 7);
+  WriteFile(bundle,
+            DerChainToPem(pki_.IssueChain(*key, leaf)) + *KeyToPem(*key));
+  ASSERT_EQ(RunCli({"--store", store, "import", "imported", bundle}).exit_code,
+            0);
+  ProcessResult imported = RunCli(
+      {"--store", store, "token", "--token-endpoint",
+       nginx_->Url("/oauth2/v2.0/token"), "--client-id", "cli-svc", "--alias",
+       "imported", "--scope", "api://orders/read", "--server-ca", server_ca});
+  EXPECT_EQ(imported.exit_code, 0) << imported.err;
+  EXPECT_THAT(imported.out, HasSubstr("Bearer"));
+  ProcessResult cleartext = RunCli(
+      {"--store", store, "token", "--token-endpoint",
+       "http://127.0.0.1:1/token", "--client-id", "cli-svc", "--scope", "x"});
+  EXPECT_EQ(cleartext.exit_code, 2) << cleartext.err;
+  EXPECT_THAT(cleartext.err, HasSubstr("is not https://"));
+}
+
+TEST(GenericEndpointOptionsTest, RefusesWhatCannotWork) {
+  auto store = OpenStore("memory:");
+  ASSERT_OK(store);
+  TokenClientOptions options;
+  options.token_endpoint.url = "http://127.0.0.1:1/token";
+  options.token_endpoint.client_id = "c";
+  EXPECT_THAT(TokenClient::Create(store->get(), options),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("is not https://")));
+  options.token_endpoint.url = "https://127.0.0.1:1/token";
+  options.token_endpoint.client_id = "";
+  EXPECT_THAT(
+      TokenClient::Create(store->get(), options),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("client_id")));
+  options.token_endpoint.client_id = "c";
+  EXPECT_OK(TokenClient::Create(store->get(), options));  // no issuer: ok
+  options.issuing_url = "http://issuer.example";
+  EXPECT_THAT(
+      TokenClient::Create(store->get(), options),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("issuing_url")));
+}
+
+// The command line is driven on one backend; the library on all three.
+INSTANTIATE_TEST_SUITE_P(Sqlite, CliGenericEndpointTest,
+                         ::testing::Values("sqlite"),
+                         [](const auto& param_info) {
+                           return param_info.param;
+                         });
+INSTANTIATE_TEST_SUITE_P(Backends, GenericEndpointTest,
+                         ::testing::Values("sqlite", "file", "pkcs11"),
+                         [](const auto& param_info) {
+                           return param_info.param;
+                         });
+
+}  // namespace
+}  // namespace certstore::testing
