@@ -20,10 +20,12 @@
 #include "certstore/errors.h"
 #include "certstore/status_macros.h"
 #include "cli/endpoint_probe_internal.h"
+#include "client/failure_classifier.h"
 
 namespace certstore::cli {
 namespace {
 
+using probe_internal::JudgeTokenResponse;
 using probe_internal::ParsedEndpoint;
 using probe_internal::SocketAddress;
 using probe_internal::TlsSession;
@@ -198,42 +200,6 @@ std::string JsonString(const internal::Json& json, const char* field) {
   return internal::JsonString(json, field).value_or("");
 }
 
-// What the body says; the access token is looked at by nobody.
-absl::Status JudgeTokenResponse(int http_status, const std::string& body,
-                                EndpointProbeReport* report) {
-  const internal::Json json =
-      internal::ParseJsonObject(body).value_or(internal::Json());
-  if (http_status == 200) {
-    report->token_type = JsonString(json, "token_type");
-    report->expires_in =
-        internal::JsonInteger(json, "expires_in", 0, INT64_MAX).value_or(0);
-    return report->token_type.empty()
-               ? absl::UnknownError("HTTP 200 without a token_type")
-               : absl::OkStatus();
-  }
-  std::string message = absl::StrCat("HTTP ", http_status);
-  // Server text is escaped: it reaches a terminal.
-  if (!JsonString(json, "error").empty()) {
-    absl::StrAppend(&message, ": ",
-                    absl::CHexEscape(JsonString(json, "error").substr(0, 300)));
-    const std::string description = JsonString(json, "error_description");
-    if (!description.empty()) {
-      absl::StrAppend(&message, ": ",
-                      absl::CHexEscape(description.substr(0, 300)));
-    }
-  }
-  if (http_status == 401) {
-    return absl::UnauthenticatedError(message);
-  }
-  if (http_status == 400) {
-    return absl::InvalidArgumentError(message);
-  }
-  if (http_status == 429 || http_status >= 500) {
-    return absl::UnavailableError(message);
-  }
-  return absl::UnknownError(message);
-}
-
 bool RunResolve(const EndpointProbeOptions& options, ParsedEndpoint* ep,
                 std::vector<SocketAddress>* addresses,
                 EndpointProbeReport* report) {
@@ -336,6 +302,41 @@ void RunToken(const EndpointProbeOptions& options, const ParsedEndpoint& ep,
 }
 
 }  // namespace
+
+namespace probe_internal {
+
+// What the body says; the access token is looked at by nobody.
+absl::Status JudgeTokenResponse(int http_status, const std::string& body,
+                                EndpointProbeReport* report) {
+  const internal::Json json =
+      internal::ParseJsonObject(body).value_or(internal::Json());
+  if (http_status == 200) {
+    report->token_type = JsonString(json, "token_type");
+    report->expires_in =
+        internal::JsonInteger(json, "expires_in", 0, INT64_MAX).value_or(0);
+    return report->token_type.empty()
+               ? absl::UnknownError("HTTP 200 without a token_type")
+               : absl::OkStatus();
+  }
+  std::string message = absl::StrCat("HTTP ", http_status);
+  // Server text is escaped: it reaches a terminal.
+  if (!JsonString(json, "error").empty()) {
+    absl::StrAppend(&message, ": ",
+                    absl::CHexEscape(JsonString(json, "error").substr(0, 300)));
+    const std::string description = JsonString(json, "error_description");
+    if (!description.empty()) {
+      absl::StrAppend(&message, ": ",
+                      absl::CHexEscape(description.substr(0, 300)));
+    }
+  }
+  // The token client's table, so that doctor and `token` agree.
+  TransportOutcome outcome;
+  outcome.http_status = http_status;
+  outcome.oauth_error = JsonString(json, "error");
+  return absl::Status(FailureStatusCode(outcome), message);
+}
+
+}  // namespace probe_internal
 
 bool EndpointProbeReport::ok() const {
   return resolve.ok() && connect.ok() && handshake.ok() &&

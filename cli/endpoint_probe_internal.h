@@ -20,6 +20,7 @@
 #include "api/internal/unique_fd.h"
 #include "certstore/entry.h"
 #include "certstore/openssl_types.h"
+#include "cli/endpoint_probe.h"
 
 namespace certstore::cli::probe_internal {
 
@@ -129,6 +130,12 @@ class TlsSession {
   UniqueSslCtx ctx_;
   UniqueSsl ssl_;
 };
+
+// The token phase's verdict on an answer (`report` gets the token type
+// and lifetime of a 200): the token client's status table
+// (FailureStatusCode), so that doctor and `certstore token` agree.
+absl::Status JudgeTokenResponse(int http_status, const std::string& body,
+                                EndpointProbeReport* report);
 
 }  // namespace certstore::cli::probe_internal
 

@@ -9,10 +9,10 @@ namespace certstore::cli {
 
 enum ExitCode : int {
   kExitOk = 0,
-  kExitFailure = 1,      // anything not below; also "fresh" for needs-renewal
-  kExitUsage = 2,        // bad command line or bad input (InvalidArgument)
+  kExitFailure = 1,  // anything not below; also "fresh" for needs-renewal
+  kExitUsage = 2,  // bad command line, input or configuration (InvalidArgument)
   kExitNotFound = 3,     // no such alias, file or token
-  kExitPermission = 4,   // file modes, owner, PIN
+  kExitPermission = 4,   // file modes, owner, PIN; credential refused
   kExitUnavailable = 5,  // busy, token absent, network, deadline: retryable
   kExitKeyUnusable = 6,  // key cannot sign or does not match
 };
@@ -23,9 +23,9 @@ int ExitCodeFor(const absl::Status& status);
 
 // The exit-code table for --help footers.
 inline constexpr const char* kExitCodeHelp =
-    "Exit codes: 0 ok; 1 failure; 2 usage or bad input; 3 not found; "
-    "4 permission or PIN; 5 unavailable or timed out (retryable); "
-    "6 key unusable or mismatched.";
+    "Exit codes: 0 ok; 1 failure; 2 usage, bad input or configuration; "
+    "3 not found; 4 permission, PIN or credential refused; 5 unavailable or "
+    "timed out (retryable); 6 key unusable or mismatched.";
 
 }  // namespace certstore::cli
 

@@ -1,6 +1,7 @@
 // The probe's TLS client: OpenSSL on a non-blocking socket, every wait
 // bounded by poll(), and callbacks that record what the handshake saw.
 #include <arpa/inet.h>
+#include <curl/curl.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
@@ -16,6 +17,7 @@
 #include "certstore/errors.h"
 #include "certstore/status_macros.h"
 #include "cli/endpoint_probe_internal.h"
+#include "client/failure_classifier.h"
 
 namespace certstore::cli::probe_internal {
 namespace {
@@ -271,9 +273,14 @@ absl::Status TlsSession::Failure(int err, int saved_errno) {
   }
   if (!trace_.verify_failure.empty()) {
     ClearOpenSslErrors();
-    return absl::UnauthenticatedError(absl::StrCat(
-        where,
-        ": server certificate verification failed: ", trace_.verify_failure));
+    // As the token client says it: our trust in the server, not the key.
+    TransportOutcome outcome;
+    outcome.curl_code = CURLE_PEER_FAILED_VERIFICATION;
+    outcome.phase = RequestPhase::kTlsHandshake;
+    return absl::Status(
+        FailureStatusCode(outcome),
+        absl::StrCat(where, ": server certificate verification failed: ",
+                     trace_.verify_failure));
   }
   const bool eof =
       (err == SSL_ERROR_SYSCALL && saved_errno == 0) ||

@@ -137,4 +137,43 @@ FailureClass ClassifyFailure(const TransportOutcome& outcome) {
   return FailureClass::kFatal;
 }
 
+bool ServerNotTrusted(const TransportOutcome& outcome) {
+  return (outcome.curl_code == CURLE_PEER_FAILED_VERIFICATION ||
+          outcome.curl_code == CURLE_SSL_CACERT_BADFILE) &&
+         !IsCredentialAlert(outcome.tls_alert_received);
+}
+
+absl::StatusCode FailureStatusCode(const TransportOutcome& outcome) {
+  if (outcome.local_sign_failed) {
+    return absl::StatusCode::kFailedPrecondition;
+  }
+  switch (ClassifyFailure(outcome)) {
+    case FailureClass::kNone:
+      return absl::StatusCode::kOk;
+    case FailureClass::kCredential:
+    case FailureClass::kCredentialIfProbeFails:
+      return outcome.curl_code == CURLE_SSL_CERTPROBLEM
+                 ? absl::StatusCode::kFailedPrecondition  // our chain/key
+                 : absl::StatusCode::kUnauthenticated;
+    case FailureClass::kNetwork:
+      return absl::StatusCode::kUnavailable;
+    case FailureClass::kFatal:
+      break;
+  }
+  if (ServerNotTrusted(outcome)) {
+    return absl::StatusCode::kUnavailable;
+  }
+  const long status = outcome.http_status;
+  if (status == 401) {
+    return absl::StatusCode::kUnauthenticated;  // e.g. invalid_token
+  }
+  if (status == 403) {
+    return absl::StatusCode::kPermissionDenied;
+  }
+  if (status >= 400 && status < 500) {
+    return absl::StatusCode::kInvalidArgument;
+  }
+  return absl::StatusCode::kUnknown;
+}
+
 }  // namespace certstore

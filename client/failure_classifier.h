@@ -6,9 +6,11 @@
 
 #include <string>
 
+#include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "absl/types/optional.h"
+#include "api/internal/internal_export.h"
 
 namespace certstore {
 
@@ -48,9 +50,29 @@ enum class FailureClass {
   kFatal,
 };
 
-absl::string_view FailureClassName(FailureClass c);
+CERTSTORE_INTERNAL_EXPORT absl::string_view FailureClassName(FailureClass c);
 
-FailureClass ClassifyFailure(const TransportOutcome& outcome);
+CERTSTORE_INTERNAL_EXPORT FailureClass
+ClassifyFailure(const TransportOutcome& outcome);
+
+// The code a failed exchange ends with — for the token client once it has
+// retried and healed what it could, and for `certstore doctor` — so that
+// both say the same (docs/cli.md, "Exit codes"):
+//   our key failed to sign                      FailedPrecondition (exit 6)
+//   the server refused our credential           Unauthenticated (exit 4)
+//   HTTP 403                                    PermissionDenied (exit 4)
+//   the server's certificate does not verify    Unavailable (exit 5): our
+//     trust in the server, never the key; fix --server-ca or wait
+//   network, timeouts, 408, 429, 5xx            Unavailable (exit 5)
+//   HTTP 400, 404, 405 and other 4xx            InvalidArgument (exit 2):
+//     the request or the endpoint is misconfigured
+//   anything else                               Unknown (exit 1)
+CERTSTORE_INTERNAL_EXPORT absl::StatusCode FailureStatusCode(
+    const TransportOutcome& outcome);
+
+// True when the outcome is the server's certificate failing our checks.
+CERTSTORE_INTERNAL_EXPORT bool ServerNotTrusted(
+    const TransportOutcome& outcome);
 
 }  // namespace certstore
 

@@ -493,15 +493,24 @@ absl::Status TokenClientImpl::FinalError(FailureClass failure,
         absl::StrCat(message, " (deadline ",
                      absl::FormatDuration(options_.deadlines.total), ")"));
   }
-  switch (failure) {
-    case FailureClass::kCredential:
-      return absl::UnauthenticatedError(message);
-    case FailureClass::kNetwork:
-      return absl::UnavailableError(
-          absl::StrCat(message, "; no eviction (network failure)"));
-    default:
-      return absl::FailedPreconditionError(message);
+  if (failure == FailureClass::kNetwork) {
+    absl::StrAppend(&message, "; no eviction (network failure)");
+  } else if (ServerNotTrusted(r.outcome)) {
+    absl::StrAppend(&message,
+                    "; the token endpoint's certificate does not verify "
+                    "against the configured trust anchors (server_ca_pem): "
+                    "no eviction, the key is not at fault");
   }
+  // One table for the client and `certstore doctor` (FailureStatusCode);
+  // the probe has settled what the outcome alone left open.
+  absl::StatusCode code = FailureStatusCode(r.outcome);
+  if (failure == FailureClass::kNetwork) {
+    code = absl::StatusCode::kUnavailable;
+  } else if (ClassifyFailure(r.outcome) ==
+             FailureClass::kCredentialIfProbeFails) {
+    code = absl::StatusCode::kFailedPrecondition;  // ProbeKey failed
+  }
+  return absl::Status(code, message);
 }
 
 absl::StatusOr<std::string> TokenClientImpl::Alias(Call& call) {
