@@ -25,8 +25,9 @@ CERTSTORE_INTERNAL_EXPORT std::string PercentEncodeAll(absl::string_view bytes);
 struct PercentDecodeOptions {
   // application/x-www-form-urlencoded: '+' is a space.
   bool plus_is_space = false;
-  // %00 yields a NUL byte (a PKCS#11 id may hold one); otherwise refused,
-  // since a NUL would cut a path or a label short where C reads it.
+  // %00 (or a plain NUL) yields a NUL byte (a PKCS#11 id may hold one);
+  // otherwise both are refused, since a NUL would cut a path or a label
+  // short where C reads it.
   bool allow_nul = false;
 };
 

@@ -69,6 +69,11 @@ absl::StatusOr<std::string> PercentDecode(absl::string_view encoded,
       out.push_back(' ');
       continue;
     }
+    if (c == '\0' && !options.allow_nul) {
+      // Written plainly or as %00, a NUL is the same byte.
+      return absl::InvalidArgumentError(
+          absl::StrCat("NUL byte at offset ", i, " is not allowed"));
+    }
     if (c != '%') {
       out.push_back(c);
       continue;

@@ -97,6 +97,12 @@ TEST(PercentEncodingTest, NulIsRefusedUnlessAllowed) {
   with_nul.allow_nul = true;
   EXPECT_THAT(PercentDecode("a%00b", with_nul),
               IsOkAndHolds(std::string("a\0b", 3)));
+  // Written plainly, the same byte is refused the same way (a fuzzer found
+  // a module path with a raw NUL accepted while its re-encoding was not).
+  EXPECT_THAT(PercentDecode(std::string("a\0b", 3)),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("NUL")));
+  EXPECT_THAT(PercentDecode(std::string("a\0b", 3), with_nul),
+              IsOkAndHolds(std::string("a\0b", 3)));
 }
 
 TEST(PercentEncodingTest, PlusIsASpaceOnlyInForms) {
