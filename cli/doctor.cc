@@ -170,7 +170,8 @@ void NetworkChecks(CheckList& checks, const DoctorFlags& flags,
   const std::vector<const Step*> network = {&kConnect, &kIssuer, &kHandshake,
                                             &kToken};
   EndpointProbeOptions options;
-  options.endpoint = flags.endpoint;
+  options.endpoint =
+      flags.token_endpoint.empty() ? flags.endpoint : flags.token_endpoint;
   if (options.endpoint.empty() && entry != nullptr) {
     options.endpoint = entry->metadata().endpoint;
   }
@@ -200,10 +201,23 @@ void NetworkChecks(CheckList& checks, const DoctorFlags& flags,
   options.connect_timeout = connect_timeout;
   options.handshake_timeout = handshake_timeout;
   options.deadline = deadline;
+  options.generic = !flags.token_endpoint.empty();
   options.request_token = entry != nullptr &&
                           !entry->metadata().tenant_id.empty() &&
                           !entry->metadata().client_id.empty();
-  if (options.request_token) {
+  if (options.generic) {
+    // The token request the token client would send in generic mode.
+    options.request_token = entry != nullptr && !flags.client_id.empty();
+    options.client_id = flags.client_id;
+    options.scope = flags.scope;
+    for (const std::string& param : flags.params) {
+      const size_t eq = param.find('=');
+      if (eq != std::string::npos && eq > 0) {
+        options.extra_parameters.emplace_back(param.substr(0, eq),
+                                              param.substr(eq + 1));
+      }
+    }
+  } else if (options.request_token) {
     options.tenant_id = entry->metadata().tenant_id;
     options.client_id = entry->metadata().client_id;
     options.scope = flags.scope;

@@ -6,6 +6,7 @@
 #define CERTSTORE_CLI_DOCTOR_H_
 
 #include <string>
+#include <vector>
 
 #include "cli/commands.h"
 
@@ -19,6 +20,10 @@ struct DoctorFlags {
   std::string deadline = "15s";
   std::string connect_timeout = "3s";
   std::string handshake_timeout = "5s";
+  // Generic RFC 8705 mode, as `certstore token --token-endpoint`.
+  std::string token_endpoint;
+  std::string client_id;
+  std::vector<std::string> params;  // "name=value"
 };
 
 // The exit code of the first failing check; 0 when every check passed.

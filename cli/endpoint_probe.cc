@@ -61,21 +61,35 @@ bool RunPhase(ProbePhase* phase, Body body) {
 
 std::string TokenRequest(const ParsedEndpoint& ep,
                          const EndpointProbeOptions& options) {
-  std::string scope = options.scope;
-  if (!absl::EndsWith(scope, "/.default")) {
-    absl::StrAppend(&scope, "/.default");
+  std::string target;
+  std::string body;
+  if (options.generic) {
+    target = ep.path.empty() ? "/" : ep.path;
+    body = absl::StrCat("grant_type=client_credentials&client_id=",
+                        internal::PercentEncode(options.client_id),
+                        "&scope=", internal::PercentEncode(options.scope));
+    for (const auto& [name, value] : options.extra_parameters) {
+      absl::StrAppend(&body, "&", internal::PercentEncode(name), "=",
+                      internal::PercentEncode(value));
+    }
+  } else {
+    std::string scope = options.scope;
+    if (!absl::EndsWith(scope, "/.default")) {
+      absl::StrAppend(&scope, "/.default");
+    }
+    target =
+        absl::StrCat(ep.path, "/", internal::PercentEncode(options.tenant_id),
+                     "/oauth2/v2.0/token");
+    body = absl::StrCat("grant_type=client_credentials&client_id=",
+                        internal::PercentEncode(options.client_id),
+                        "&scope=", internal::PercentEncode(scope),
+                        "&token_type=mtls_pop");
   }
-  const std::string body = absl::StrCat(
-      "grant_type=client_credentials&client_id=",
-      internal::PercentEncode(options.client_id),
-      "&scope=", internal::PercentEncode(scope), "&token_type=mtls_pop");
   const bool v6 = absl::StrContains(ep.host, ':');
   const std::string host =
       absl::StrCat(v6 ? "[" : "", ep.host, v6 ? "]" : "",
                    ep.port == 443 ? "" : absl::StrCat(":", ep.port));
-  return absl::StrCat("POST ", ep.path, "/",
-                      internal::PercentEncode(options.tenant_id),
-                      "/oauth2/v2.0/token HTTP/1.1\r\nHost: ", host,
+  return absl::StrCat("POST ", target, " HTTP/1.1\r\nHost: ", host,
                       "\r\nContent-Type: application/x-www-form-urlencoded\r\n"
                       "Accept: application/json\r\nContent-Length: ",
                       body.size(), "\r\nConnection: close\r\n\r\n", body);

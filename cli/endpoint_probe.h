@@ -45,6 +45,11 @@ struct EndpointProbeOptions {
   std::string tenant_id;
   std::string client_id;
   std::string scope;  // resource, e.g. "https://vault.azure.net"
+  // Generic RFC 8705 mode: POST to the endpoint's own path with
+  // grant_type=client_credentials, client_id, the scope as given and
+  // these parameters, as the token client does (no tenant, no token_type).
+  bool generic = false;
+  std::vector<std::pair<std::string, std::string>> extra_parameters;
 };
 
 // One step of the walk.

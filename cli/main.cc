@@ -236,6 +236,14 @@ int main(int argc, char** argv) {
                      "roots)");
   doctor->add_option("--scope", doctor_flags.scope,
                      "Resource for the test token request");
+  doctor->add_option("--token-endpoint", doctor_flags.token_endpoint,
+                     "Generic RFC 8705 mode: the token endpoint's https URL "
+                     "(the test request is client_credentials with "
+                     "--client-id and --scope as given)");
+  doctor->add_option("--client-id", doctor_flags.client_id,
+                     "Generic mode: the client_id of the test request");
+  doctor->add_option("--param", doctor_flags.params,
+                     "Generic mode: another form parameter, name=value");
   doctor->add_option("--deadline", doctor_flags.deadline,
                      "Bound on the whole diagnosis (default 15s)");
   doctor->add_option("--connect-timeout", doctor_flags.connect_timeout,
@@ -246,6 +254,8 @@ int main(int argc, char** argv) {
       "  certstore doctor\n"
       "  certstore doctor 'app#att=0' --server-ca token-ca.pem\n"
       "  certstore doctor 'app#att=0' --endpoint https://login.example:443\n"
+      "  certstore doctor svc --token-endpoint https://idp.example/token "
+      "--client-id svc --scope orders.read\n"
       "Exit code: that of the first failing check (0 when all pass)."));
 
   // CLI11 reports an unknown verb as "a subcommand is required": name it.

@@ -70,6 +70,9 @@ http {
       }
       return 200 '{"access_token":"nginx-$ssl_client_serial","token_type":"Bearer","expires_in":3600}';
     }
+    location / {
+      return 404 '{"error":"not_found"}';
+    }
     location = /bound-elsewhere/token {
       return 200 '{"access_token":"x","token_type":"Bearer","expires_in":3600,"cnf":{"x5t#S256":"AAAA"}}';
     }
@@ -349,6 +352,31 @@ TEST_P(CliGenericEndpointTest, CommandLineGenericMode) {
        "imported", "--scope", "api://orders/read", "--server-ca", server_ca});
   EXPECT_EQ(imported.exit_code, 0) << imported.err;
   EXPECT_THAT(imported.out, HasSubstr("Bearer"));
+  // doctor walks the same path in generic mode, through the token step.
+  ProcessResult doctor = RunCli(
+      {"--store", store, "--output", "json", "doctor", "cli-svc",
+       "--token-endpoint", nginx_->Url("/oauth2/v2.0/token"), "--client-id",
+       "cli-svc", "--scope", "api://orders/read", "--server-ca", server_ca});
+  EXPECT_EQ(doctor.exit_code, 0) << doctor.out << doctor.err;
+  bool token_step_ok = false;
+  for (const auto& check : JsonOfKind(doctor.out, "check")) {
+    if (check.value("step", "") == "token") {
+      token_step_ok = check.value("result", "") == "passed";
+    }
+  }
+  EXPECT_TRUE(token_step_ok) << doctor.out;
+  // A wrong path is configuration (exit 2), for doctor and token alike.
+  const std::string wrong = nginx_->Url("/no/such/token");
+  ProcessResult doctor_404 = RunCli(
+      {"--store", store, "doctor", "cli-svc", "--token-endpoint", wrong,
+       "--client-id", "cli-svc", "--scope", "x", "--server-ca", server_ca});
+  EXPECT_EQ(doctor_404.exit_code, 2) << doctor_404.out << doctor_404.err;
+  ProcessResult token_404 =
+      RunCli({"--store", store, "token", "--token-endpoint", wrong,
+              "--client-id", "cli-svc", "--scope", "x", "--server-ca",
+              server_ca});
+  EXPECT_EQ(token_404.exit_code, 2) << token_404.err << token_404.out;
+  EXPECT_THAT(token_404.err, HasSubstr("404"));
   ProcessResult cleartext = RunCli(
       {"--store", store, "token", "--token-endpoint",
        "http://127.0.0.1:1/token", "--client-id", "cli-svc", "--scope", "x"});
