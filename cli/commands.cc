@@ -23,6 +23,7 @@
 #include "certstore/token_client.h"
 #include "cli/certificate_details.h"
 #include "cli/exit_codes.h"
+#include "client/rejection_ledger.h"
 
 namespace certstore::cli {
 namespace {
@@ -647,6 +648,11 @@ absl::StatusOr<int> RunEvict(CommandContext& context, const AliasFlags& flags) {
     per_layer.push_back({{"store", layer->Name()}, {"removed", *removed}});
     lines.push_back(absl::StrCat("  ", layer->Name(), ": ", *removed));
   }
+  // An operator's evict also ends a rejection backoff: the next token
+  // request may mint at once.
+  client_internal::RejectionLedger(opened->Name(), "", absl::Minutes(1),
+                                   absl::Hours(1))
+      .Clear(flags.alias);
   out.Emit("evicted",
            {{"alias", flags.alias}, {"removed", total}, {"layers", per_layer}},
            absl::StrCat("evicted ", QuoteAlias(flags.alias),

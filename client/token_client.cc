@@ -26,6 +26,7 @@
 #include "client/csr.h"
 #include "client/endpoint_url.h"
 #include "client/https_transport.h"
+#include "client/rejection_ledger.h"
 
 namespace certstore {
 namespace {
@@ -151,7 +152,10 @@ class TokenClientImpl final : public TokenClient {
       : store_(store),
         minter_(std::move(minter)),
         options_(std::move(options)),
-        clock_(options_.clock != nullptr ? options_.clock : Clock::System()) {
+        clock_(options_.clock != nullptr ? options_.clock : Clock::System()),
+        rejections_(store->Name(), options_.rejection_dir,
+                    options_.rejection_backoff,
+                    options_.max_rejection_backoff) {
     find_options_.min_remaining = options_.min_remaining;
   }
 
@@ -185,6 +189,9 @@ class TokenClientImpl final : public TokenClient {
   absl::StatusOr<std::shared_ptr<const Entry>> Mint(absl::string_view alias,
                                                     Call& call);
   bool generic() const { return !options_.token_endpoint.url.empty(); }
+  // Unauthenticated while `alias` is in its rejection backoff (another
+  // process, or this one, had a fresh binding refused); OK otherwise.
+  absl::Status CheckNotRejected(absl::string_view alias, bool* recorded);
   absl::StatusOr<std::string> Alias(Call& call);
   absl::StatusOr<HttpRequest> TokenRequest(const Entry& entry, Call& call);
   HttpResult PerformWithRetries(const HttpRequest& request, const Entry* entry,
@@ -202,6 +209,7 @@ class TokenClientImpl final : public TokenClient {
   const TokenClientOptions options_;
   const Clock* const clock_;
   FindOptions find_options_;
+  client_internal::RejectionLedger rejections_;
 
   mutable absl::Mutex mu_;
   absl::optional<Platform> platform_ ABSL_GUARDED_BY(mu_);
@@ -295,9 +303,27 @@ absl::StatusOr<Platform> TokenClientImpl::GetPlatform(Call& call) {
   return platform;
 }
 
+absl::Status TokenClientImpl::CheckNotRejected(absl::string_view alias,
+                                               bool* recorded) {
+  std::optional<client_internal::Rejection> r =
+      rejections_.Active(alias, clock_->Now(), recorded);
+  if (!r.has_value()) {
+    return absl::OkStatus();
+  }
+  return absl::UnauthenticatedError(absl::StrCat(
+      "binding ", QuoteAlias(alias), " rejected since ",
+      absl::FormatTime(absl::RFC3339_sec, r->since, absl::UTCTimeZone()), " (",
+      r->count, " time", r->count == 1 ? "" : "s", ", last ", r->thumbprint,
+      ": ", r->reason, "); not minting again before ",
+      absl::FormatTime(absl::RFC3339_sec, r->until, absl::UTCTimeZone()),
+      " (`certstore evict` clears this)"));
+}
+
 absl::StatusOr<std::shared_ptr<const Entry>> TokenClientImpl::Mint(
     absl::string_view alias, Call& call) {
   const std::string context = absl::StrCat("mint for ", QuoteAlias(alias));
+  // No process mints for an alias whose fresh binding was just refused.
+  CERTSTORE_RETURN_IF_ERROR(CheckNotRejected(alias, nullptr));
   if (options_.issuing_url.empty()) {
     return absl::NotFoundError(absl::StrCat(
         "no credential under alias ", QuoteAlias(alias), " in ", store_->Name(),
@@ -591,6 +617,8 @@ absl::StatusOr<AccessToken> TokenClientImpl::GetToken(absl::string_view scope) {
       Count(&TokenClientMetrics::cache_hits);
       return *cached;
     }
+    bool recorded = false;
+    CERTSTORE_RETURN_IF_ERROR(CheckNotRejected(alias, &recorded));
     CERTSTORE_ASSIGN_OR_RETURN(HttpRequest request, TokenRequest(*entry, call));
     Count(&TokenClientMetrics::token_requests);
     FailureClass failure;
@@ -598,9 +626,23 @@ absl::StatusOr<AccessToken> TokenClientImpl::GetToken(absl::string_view scope) {
     if (failure == FailureClass::kNone) {
       CERTSTORE_ASSIGN_OR_RETURN(AccessToken token,
                                  TokenFromResponse(r, *entry, call));
+      if (recorded || call.healed) {
+        rejections_.Clear(alias);  // served: the budget starts afresh
+      }
       absl::MutexLock lock(&mu_);
       tokens_[cache_key] = token;
       return token;
+    }
+    if (failure == FailureClass::kCredential && call.healed) {
+      // A fresh binding refused too: re-minting cannot help for a while,
+      // here or in any process using this store.
+      absl::Status kept = rejections_.Record(alias, entry->thumbprint(),
+                                             DescribeFailure(r), clock_->Now());
+      if (!kept.ok()) {
+        Log(LogLevel::kWarning,
+            absl::StrCat("cannot record the rejection of ", QuoteAlias(alias),
+                         ": ", kept.ToString()));
+      }
     }
     if (failure != FailureClass::kCredential || call.healed) {
       return FinalError(failure, r, alias, *entry, call);

@@ -76,6 +76,17 @@ struct TokenClientOptions {
   /// How long a mint waits for the store's cross-process mint lock
   /// (MintCoordinatorOptions::lock_timeout).
   absl::Duration mint_lock_timeout = absl::Milliseconds(500);
+  /// Negative-mint budget: when the binding minted to replace a refused
+  /// one is refused as well, no process using this store mints for the
+  /// alias again for rejection_backoff (doubling with each repeat, up to
+  /// max_rejection_backoff); GetToken says "rejected since …" at once. A
+  /// token served, or `certstore evict`, clears it.
+  absl::Duration rejection_backoff = absl::Minutes(1);
+  absl::Duration max_rejection_backoff = absl::Hours(1);
+  /// Where those records are kept (one small file per store and alias);
+  /// empty: <state directory>/rejections. A "memory:" store keeps them in
+  /// process.
+  std::string rejection_dir;
   const Clock* clock = nullptr;  ///< null: Clock::System()
   LogCallback log;               ///< silent when empty
 };
@@ -129,7 +140,9 @@ class CERTSTORE_EXPORT TokenClient {
   ///   NotFound            generic mode without an issuer: no credential
   ///                       under the alias.
   ///   Unauthenticated     the server refused the credential again after the
-  ///                       one eviction and re-mint; nothing more is tried.
+  ///                       one eviction and re-mint; nothing more is tried,
+  ///                       and no process mints for the alias during the
+  ///                       rejection backoff (the message says since when).
   ///   Unavailable         an endpoint was unreachable or kept failing (5xx,
   ///                       429) through max_attempts, or the issuing endpoint
   ///                       failed a mint; no eviction.

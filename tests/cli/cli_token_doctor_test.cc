@@ -261,6 +261,36 @@ TEST_F(CliAgainstEmulatorTest, DoctorNamesTheFailingStepForEachFault) {
   emulator_->ClearFaults();
 }
 
+// Persistent invalid_client through the command: one re-mint, then every
+// process is told at once ("rejected since") until `certstore evict`.
+TEST_F(CliAgainstEmulatorTest, PersistentRejectionIsOneReMintUntilEvicted) {
+  auto [alias, thumbprint] = Mint();
+  FaultSpec fault;
+  fault.kind = FaultKind::kInvalidClient;
+  fault.count = 100;
+  ASSERT_TRUE(emulator_->InjectFault(fault).ok());
+  const std::vector<std::string> token = {"token",
+                                          "--scope",
+                                          kScope,
+                                          "--issuing-url",
+                                          emulator_->issuing_url(),
+                                          "--server-ca",
+                                          ca_file_};
+  ProcessResult first = Cli(token);
+  EXPECT_EQ(first.exit_code, 4) << first.err;
+  for (int process = 0; process < 2; ++process) {
+    ProcessResult again = Cli(token);
+    EXPECT_EQ(again.exit_code, 4) << again.err;
+    EXPECT_THAT(again.err, HasSubstr("rejected since"));
+  }
+  EXPECT_EQ(emulator_->GetCounters().mints, 2);
+  emulator_->ClearFaults();
+  ASSERT_EQ(Cli({"evict", alias}).exit_code, 0);
+  ProcessResult after = Cli(token);
+  EXPECT_EQ(after.exit_code, 0) << after.err;
+  EXPECT_EQ(emulator_->GetCounters().mints, 3);
+}
+
 TEST_F(CliAgainstEmulatorTest, DoctorSeesAServerThatDoesNotAcceptOurIssuer) {
   auto [alias, thumbprint] = Mint();
   auto other = Emulator::Start();

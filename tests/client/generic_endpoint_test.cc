@@ -217,6 +217,7 @@ class GenericEndpointTest : public ::testing::TestWithParam<std::string> {
     options.token_endpoint.client_id = kAlias;
     options.token_endpoint.extra_parameters = {{"audience", "api a&b"}};
     options.initial_backoff = absl::Milliseconds(20);
+    options.rejection_dir = dir_.path() + "/rejections";
     return options;
   }
 
@@ -371,10 +372,9 @@ TEST_P(CliGenericEndpointTest, CommandLineGenericMode) {
       {"--store", store, "doctor", "cli-svc", "--token-endpoint", wrong,
        "--client-id", "cli-svc", "--scope", "x", "--server-ca", server_ca});
   EXPECT_EQ(doctor_404.exit_code, 2) << doctor_404.out << doctor_404.err;
-  ProcessResult token_404 =
-      RunCli({"--store", store, "token", "--token-endpoint", wrong,
-              "--client-id", "cli-svc", "--scope", "x", "--server-ca",
-              server_ca});
+  ProcessResult token_404 = RunCli(
+      {"--store", store, "token", "--token-endpoint", wrong, "--client-id",
+       "cli-svc", "--scope", "x", "--server-ca", server_ca});
   EXPECT_EQ(token_404.exit_code, 2) << token_404.err << token_404.out;
   EXPECT_THAT(token_404.err, HasSubstr("404"));
   ProcessResult cleartext = RunCli(

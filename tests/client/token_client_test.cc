@@ -19,6 +19,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "certstore/clock.h"
 #include "certstore/layered_store.h"
 #include "certstore/open_store.h"
 #include "certstore/pem_dir_store.h"
@@ -110,6 +111,9 @@ class TokenClientTest : public ::testing::TestWithParam<std::string> {
     options.server_ca_pem = emulator_->ca_root_pem();
     options.initial_backoff = absl::Milliseconds(20);
     options.deadlines.total = absl::Seconds(20);
+    // Rejection records of this test only (the SoftHSM token, and so the
+    // store's name, is shared by the tests of this binary).
+    options.rejection_dir = dir_.path() + "/rejections";
     return options;
   }
 
@@ -207,6 +211,45 @@ TEST_P(TokenClientTest, IssuerDownACachedBindingStillServesANewProcess) {
   EXPECT_THAT(
       client_->GetToken("https://issuer-down.example"),
       StatusIs(absl::StatusCode::kUnavailable, HasSubstr("127.0.0.1:1")));
+}
+
+// Persistent invalid_client: the first process to meet it evicts, re-mints
+// once and records the rejection; the next ones get the recorded error at
+// once and mint nothing. A token served clears the record.
+TEST_P(TokenClientTest, PersistentInvalidClientCostsOneReMintAcrossProcesses) {
+  TokenClientOptions options = Options();
+  ASSERT_NO_FATAL_FAILURE(NewProcessLikeClient(options));
+  FirstToken();
+  FaultSpec fault;
+  fault.kind = FaultKind::kInvalidClient;
+  fault.count = 100;
+  ASSERT_OK(emulator_->InjectFault(fault));
+  for (int process = 0; process < 3; ++process) {
+    SCOPED_TRACE(absl::StrCat("process ", process));
+    ASSERT_NO_FATAL_FAILURE(NewProcessLikeClient(options));
+    auto token =
+        client_->GetToken(absl::StrCat("https://refused.example/", process));
+    EXPECT_THAT(token, StatusIs(absl::StatusCode::kUnauthenticated));
+    if (process > 0) {
+      EXPECT_THAT(
+          token.status().message(),
+          AllOf(HasSubstr("rejected since"), HasSubstr("invalid_client"),
+                HasSubstr("certstore evict")));
+      EXPECT_EQ(client_->Metrics().token_requests, 0);
+    }
+  }
+  EXPECT_EQ(emulator_->GetCounters().mints, 2);  // one re-mint in total
+  // The window ends (a clock 2 minutes on): the next process asks again,
+  // the server accepts the binding, and the record is gone for everyone.
+  emulator_->ClearFaults();
+  ManualClock later(absl::Now() + absl::Minutes(2));
+  options.clock = &later;
+  ASSERT_NO_FATAL_FAILURE(NewProcessLikeClient(options));
+  ASSERT_OK(client_->GetToken("https://refused.example/after"));
+  options.clock = nullptr;
+  ASSERT_NO_FATAL_FAILURE(NewProcessLikeClient(options));
+  EXPECT_OK(client_->GetToken("https://refused.example/cleared"));
+  EXPECT_EQ(emulator_->GetCounters().mints, 2);
 }
 
 // One credential failure: exactly one eviction, one new mint, one retry.
