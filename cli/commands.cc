@@ -650,9 +650,7 @@ absl::StatusOr<int> RunEvict(CommandContext& context, const AliasFlags& flags) {
   }
   // An operator's evict also ends a rejection backoff: the next token
   // request may mint at once.
-  client_internal::RejectionLedger(opened->Name(), "", absl::Minutes(1),
-                                   absl::Hours(1))
-      .Clear(flags.alias);
+  client_internal::RejectionLedger(opened->Name()).Clear(flags.alias);
   out.Emit("evicted",
            {{"alias", flags.alias}, {"removed", total}, {"layers", per_layer}},
            absl::StrCat("evicted ", QuoteAlias(flags.alias),

@@ -32,8 +32,10 @@ struct Rejection {
 class CERTSTORE_INTERNAL_EXPORT RejectionLedger {
  public:
   // `directory` empty: <state directory>/rejections (none without one).
-  RejectionLedger(std::string store_name, std::string directory,
-                  absl::Duration first_window, absl::Duration max_window);
+  // The windows are TokenClientOptions' defaults unless given.
+  explicit RejectionLedger(std::string store_name, std::string directory = "",
+                           absl::Duration first_window = absl::Minutes(1),
+                           absl::Duration max_window = absl::Hours(1));
 
   // The record of `alias` while its window is open; nullopt otherwise (or
   // when it cannot be read: a damaged record never blocks a mint).

@@ -4,11 +4,8 @@
 // against a real TLS server (openssl s_server requiring a client
 // certificate). And what breaks outside certstore is shown by `list --all`
 // and removed by `gc`, foreign objects only when asked.
-#include <arpa/inet.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -27,6 +24,7 @@
 #include "tests/cli/cli_runner.h"
 #include "tests/pkcs11/softhsm_token.h"
 #include "tests/support/files.h"
+#include "tests/support/loopback.h"
 #include "tests/support/temp_dir.h"
 
 namespace certstore::testing {
@@ -36,21 +34,6 @@ using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
 constexpr char kEngine[] = "/usr/lib/x86_64-linux-gnu/engines-3/pkcs11.so";
-
-// A port that was free a moment ago on 127.0.0.1.
-int FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr = {};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(addr);
-  if (fd < 0 || bind(fd, reinterpret_cast<sockaddr*>(&addr), len) != 0 ||
-      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    ADD_FAILURE() << "cannot bind a loopback port";
-  }
-  close(fd);
-  return ntohs(addr.sin_port);
-}
 
 // The RFC 7512 id attribute of `uri` as hex, for pkcs11-tool --id.
 std::string IdHex(const std::string& uri) {
@@ -196,7 +179,7 @@ TEST_F(CliPkcs11ToolsTest, PrintedUrisWorkInP11toolPkcs11ToolCurlAndOpenssl) {
             DerChainToPem({pki_.root_der(), pki_.intermediate_der()}));
   const std::string leaf_pem = dir_.path() + "/leaf.pem";
   WriteFile(leaf_pem, DerChainToPem({chain_[0]}));
-  const int port = FreePort();
+  const int port = FreeLoopbackPort();
   ProcessResult server;
   std::thread server_thread([&] {
     ProcessOptions options;

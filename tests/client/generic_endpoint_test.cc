@@ -4,13 +4,10 @@
 // certificates listed by SHA-1 fingerprint. The credential lives in
 // sqlite, a PEM directory or a SoftHSM token, minted by the IMDS issuer
 // (the emulator) or imported.
-#include <arpa/inet.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
 #include <openssl/evp.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <memory>
@@ -29,6 +26,7 @@
 #include "tests/cli/cli_runner.h"
 #include "tests/pkcs11/softhsm_token.h"
 #include "tests/support/files.h"
+#include "tests/support/loopback.h"
 #include "tests/support/subprocess.h"
 #include "tests/support/temp_dir.h"
 
@@ -80,32 +78,6 @@ http {
 }
 )";
 
-int FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr = {};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(addr);
-  if (fd < 0 || bind(fd, reinterpret_cast<sockaddr*>(&addr), len) != 0 ||
-      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    ADD_FAILURE() << "cannot bind a loopback port";
-  }
-  close(fd);
-  return ntohs(addr.sin_port);
-}
-
-bool Accepts(int port) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr = {};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = htons(port);
-  const bool ok =
-      connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
-  close(fd);
-  return ok;
-}
-
 // nginx's $ssl_client_fingerprint: SHA-1 of the DER, lower-case hex.
 std::string Sha1Hex(const std::string& der) {
   unsigned char digest[EVP_MAX_MD_SIZE];
@@ -136,8 +108,9 @@ class Nginx {
       result_ = RunProcess({"nginx", "-p", dir_, "-c", dir_ + "/nginx.conf"},
                            options);
     });
-    for (int i = 0; i < 200 && !Accepts(port_); ++i) usleep(50 * 1000);
-    ASSERT_TRUE(Accepts(port_)) << ReadFile(dir_ + "/error.log");
+    for (int i = 0; i < 200 && !AcceptsConnections(port_); ++i)
+      usleep(50 * 1000);
+    ASSERT_TRUE(AcceptsConnections(port_)) << ReadFile(dir_ + "/error.log");
   }
 
   void Stop() {
@@ -192,7 +165,7 @@ class GenericEndpointTest : public ::testing::TestWithParam<std::string> {
     WriteFile(dir + "/client-ca.pem",
               emulator_->ca_root_pem() +
                   DerChainToPem({pki_.root_der(), pki_.intermediate_der()}));
-    nginx_ = std::make_unique<Nginx>(dir, FreePort());
+    nginx_ = std::make_unique<Nginx>(dir, FreeLoopbackPort());
     ASSERT_NO_FATAL_FAILURE(nginx_->Start());
     const std::string& backend = GetParam();
     uri_ = backend == "pkcs11" ? absl::StrCat("memory:,", Token().Uri())
