@@ -228,12 +228,18 @@ std::optional<Platform> TokenClientImpl::PlatformFromStore() {
     return std::nullopt;
   }
   const absl::string_view suffix = options_.attestation ? "#att=1" : "#att=0";
+  // A few bindings are what a token client's store holds; past that, one
+  // question to the issuer is cheaper than a Find for each.
+  constexpr size_t kMaxBindingsConsidered = 16;
   std::optional<Platform> found;
   absl::flat_hash_set<std::string> seen;
   for (const EntryInfo& info : *listed) {
     if (!info.problem.empty() || !absl::EndsWith(info.alias, suffix) ||
         !seen.insert(info.alias).second) {
       continue;
+    }
+    if (seen.size() > kMaxBindingsConsidered) {
+      return std::nullopt;
     }
     absl::StatusOr<std::shared_ptr<const Entry>> entry =
         store_->Find(info.alias, find_options_);
