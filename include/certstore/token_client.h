@@ -84,8 +84,8 @@ struct TokenClientOptions {
   absl::Duration rejection_backoff = absl::Minutes(1);
   absl::Duration max_rejection_backoff = absl::Hours(1);
   /// Where those records are kept (one small file per store and alias);
-  /// empty: <state directory>/rejections. A "memory:" store keeps them in
-  /// process.
+  /// empty: `rejections/` in the state directory. A "memory:" store keeps them
+  /// in process.
   std::string rejection_dir;
   const Clock* clock = nullptr;  ///< null: Clock::System()
   LogCallback log;               ///< silent when empty
