@@ -15,7 +15,6 @@ constexpr const char* kSecretKeys[] = {"pin-value", "passphrase", "password",
                                        "secret", "pin"};
 constexpr size_t kMaxSecrets = 32;
 
-
 // The values following a secret-bearing key in `view`, read up to the
 // first separator or quote; with `long_reading` also up to the first URI
 // separator only (what a parser of the input may have taken as the value,
