@@ -673,6 +673,31 @@ TEST_P(CertStoreConformanceTest, LockAliasRefusesBadAliases) {
               StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
+// Whatever a store can hold broken, a bad alias is refused, and a store
+// with only servable entries has nothing to remove: they stay.
+TEST_P(CertStoreConformanceTest,
+       RemoveBrokenRefusesBadAliasesAndKeepsServable) {
+  EXPECT_THAT(store_->RemoveBroken(""),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(store_->RemoveBroken(std::string(kMaxAliasBytes + 1, 'r')),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  auto entry = Fresh("rb#att=0");
+  ASSERT_OK(store_->Put(entry));
+  RemoveBrokenOptions everything;
+  everything.include_foreign = true;
+  EXPECT_THAT(store_->RemoveBroken("rb#att=0", everything), IsOkAndHolds(0));
+  auto found = store_->Find("rb#att=0");
+  ASSERT_OK(found);
+  EXPECT_EQ((*found)->thumbprint(), entry->thumbprint());
+  ListOptions all;
+  all.include_broken = true;
+  auto listed = store_->List(all);
+  ASSERT_OK(listed);
+  for (const EntryInfo& info : *listed) {
+    EXPECT_EQ(info.problem, "") << info.alias;
+  }
+}
+
 }  // namespace
 
 // Each backend instantiates this suite; a binary that links the suite but

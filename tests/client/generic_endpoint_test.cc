@@ -350,6 +350,17 @@ TEST_P(CliGenericEndpointTest, CommandLineGenericMode) {
        "cli-svc", "--scope", "x", "--server-ca", server_ca});
   EXPECT_EQ(token_404.exit_code, 2) << token_404.err << token_404.out;
   EXPECT_THAT(token_404.err, HasSubstr("404"));
+  ProcessResult bad_param =
+      RunCli({"--store", store, "token", "--token-endpoint",
+              nginx_->Url("/oauth2/v2.0/token"), "--client-id", "cli-svc",
+              "--scope", "x", "--param", "audience"});
+  EXPECT_EQ(bad_param.exit_code, 2) << bad_param.err;
+  EXPECT_THAT(bad_param.err, HasSubstr("is not name=value"));
+  ProcessResult generic_flag_alone =
+      RunCli({"--store", store, "token", "--client-id", "cli-svc", "--scope",
+              "x", "--issuing-url", emulator_->issuing_url()});
+  EXPECT_EQ(generic_flag_alone.exit_code, 2) << generic_flag_alone.err;
+  EXPECT_THAT(generic_flag_alone.err, HasSubstr("--token-endpoint"));
   ProcessResult cleartext = RunCli(
       {"--store", store, "token", "--token-endpoint",
        "http://127.0.0.1:1/token", "--client-id", "cli-svc", "--scope", "x"});
