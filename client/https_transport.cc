@@ -3,6 +3,7 @@
 #include <curl/curl.h>
 #include <openssl/ssl.h>
 
+#include <algorithm>
 #include <memory>
 #include <mutex>
 
@@ -24,6 +25,7 @@ void GlobalInitOnce() {
 struct TlsTrace {
   const Entry* entry = nullptr;
   bool tls_started = false;  // curl builds the TLS context after TCP connects
+  absl::Time tls_started_at;
   bool certificate_requested = false;
   bool handshake_done = false;
   int alert_received = -1;
@@ -74,6 +76,7 @@ CURLcode SslContextCallback(CURL*, void* ssl_ctx, void* user) {
   auto* trace = static_cast<TlsTrace*>(user);
   auto* ctx = static_cast<SSL_CTX*>(ssl_ctx);
   trace->tls_started = true;
+  trace->tls_started_at = absl::Now();
   SSL_CTX_set_app_data(ctx, trace);
   SSL_CTX_set_info_callback(ctx, TracingInfoCallback);
   if (trace->entry == nullptr) {
@@ -130,6 +133,73 @@ RequestPhase PhaseOf(CURL* curl, const TlsTrace& trace, bool https) {
 struct CurlDeleter {
   void operator()(CURL* c) const { curl_easy_cleanup(c); }
 };
+struct MultiDeleter {
+  void operator()(CURLM* m) const { curl_multi_cleanup(m); }
+};
+
+// How one transfer ended: curl's code, or the phase whose own limit ran
+// out first.
+struct TransferEnd {
+  CURLcode code = CURLE_OK;
+  bool phase_limit_hit = false;
+  RequestPhase phase = RequestPhase::kConnect;
+  absl::Duration limit;
+};
+
+// Runs the transfer on a multi handle so that connect and handshake are
+// separate limits: curl's connect timeout covers TCP and TLS together, so
+// it is only the backstop here. Connect ends when curl builds the TLS
+// context (after TCP connects), the handshake when OpenSSL reports it done.
+TransferEnd RunTransfer(CURL* c, const Deadlines& deadlines, bool https,
+                        const TlsTrace& trace) {
+  TransferEnd end;
+  std::unique_ptr<CURLM, MultiDeleter> multi(curl_multi_init());
+  if (multi == nullptr || curl_multi_add_handle(multi.get(), c) != CURLM_OK) {
+    end.code = CURLE_OUT_OF_MEMORY;
+    return end;
+  }
+  const absl::Time start = absl::Now();
+  for (;;) {
+    int running = 0;
+    if (curl_multi_perform(multi.get(), &running) != CURLM_OK) {
+      end.code = CURLE_OUT_OF_MEMORY;
+      break;
+    }
+    if (running == 0) {
+      int queued = 0;
+      const CURLMsg* message = curl_multi_info_read(multi.get(), &queued);
+      end.code = message != nullptr && message->msg == CURLMSG_DONE
+                     ? message->data.result
+                     : CURLE_RECV_ERROR;
+      break;
+    }
+    absl::Time phase_deadline = absl::InfiniteFuture();
+    if (https && !trace.tls_started) {
+      end.phase = RequestPhase::kConnect;
+      end.limit = deadlines.connect;
+      phase_deadline = start + deadlines.connect;
+    } else if (https && !trace.handshake_done) {
+      end.phase = RequestPhase::kTlsHandshake;
+      end.limit = deadlines.handshake;
+      phase_deadline = trace.tls_started_at + deadlines.handshake;
+    }
+    const absl::Time now = absl::Now();
+    if (now >= phase_deadline) {
+      end.phase_limit_hit = true;
+      end.code = CURLE_OPERATION_TIMEDOUT;
+      break;
+    }
+    // Wake for socket activity, the next phase limit or, at the latest,
+    // after a second (curl's own timers are handled by curl_multi_poll).
+    const absl::Duration wait =
+        std::min(phase_deadline - now, absl::Seconds(1));
+    const int wait_ms = static_cast<int>(std::max<int64_t>(
+        1, absl::ToInt64Milliseconds(absl::Ceil(wait, absl::Milliseconds(1)))));
+    curl_multi_poll(multi.get(), nullptr, 0, wait_ms, nullptr);
+  }
+  curl_multi_remove_handle(multi.get(), c);
+  return end;
+}
 struct SlistDeleter {
   void operator()(curl_slist* l) const { curl_slist_free_all(l); }
 };
@@ -165,7 +235,8 @@ HttpResult Perform(const HttpRequest& request, const Deadlines& deadlines,
   curl_easy_setopt(c, CURLOPT_MAXFILESIZE_LARGE,
                    static_cast<curl_off_t>(kMaxResponseBytes));
   curl_easy_setopt(c, CURLOPT_FORBID_REUSE, 1L);
-  // curl's connect timeout covers TCP and the TLS handshake.
+  // curl's connect timeout covers TCP and the TLS handshake: for https it
+  // is the backstop of RunTransfer's separate limits.
   curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS,
                    static_cast<long>(absl::ToInt64Milliseconds(
                        https ? deadlines.connect + deadlines.handshake
@@ -190,7 +261,8 @@ HttpResult Perform(const HttpRequest& request, const Deadlines& deadlines,
   }
 
   const absl::Time start = absl::Now();
-  const CURLcode code = curl_easy_perform(c);
+  const TransferEnd end = RunTransfer(c, deadlines, https, trace);
+  const CURLcode code = end.code;
   result.elapsed = absl::Now() - start;
 
   char* host = nullptr;
@@ -199,7 +271,7 @@ HttpResult Perform(const HttpRequest& request, const Deadlines& deadlines,
   TransportOutcome& outcome = result.outcome;
   outcome.curl_code = code;
   curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &outcome.http_status);
-  outcome.phase = PhaseOf(c, trace, https);
+  outcome.phase = end.phase_limit_hit ? end.phase : PhaseOf(c, trace, https);
   outcome.tls_alert_received = trace.alert_received;
   outcome.local_sign_failed = trace.certificate_requested &&
                               trace.alert_sent == kAlertInternalError &&
@@ -213,6 +285,11 @@ HttpResult Perform(const HttpRequest& request, const Deadlines& deadlines,
     result.error = absl::StrCat("the response body is larger than ",
                                 kMaxResponseBytes, " bytes (refused)");
     result.body.clear();
+  } else if (end.phase_limit_hit) {
+    result.phase_limit = end.limit;
+    result.error =
+        absl::StrCat(RequestPhaseName(end.phase), " timed out (limit ",
+                     absl::FormatDuration(end.limit), ")");
   } else if (code != CURLE_OK) {
     result.error = error[0] != '\0' ? error : curl_easy_strerror(code);
   }

@@ -4,6 +4,7 @@
 #ifndef CERTSTORE_CLIENT_HTTPS_TRANSPORT_H_
 #define CERTSTORE_CLIENT_HTTPS_TRANSPORT_H_
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -34,6 +35,9 @@ struct HttpResult {
   std::string body;
   std::string error;  // curl's message when curl_code != 0
   absl::Duration elapsed;
+  // Set when a phase's own limit (connect or handshake) ended the exchange
+  // rather than curl's total timeout.
+  std::optional<absl::Duration> phase_limit;
   std::string host;  // for messages
 };
 

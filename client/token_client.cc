@@ -521,9 +521,12 @@ absl::Status TokenClientImpl::FinalError(FailureClass failure,
                     " and re-minted once in this call: not retrying again");
   }
   if (r.outcome.curl_code == 28 /* CURLE_OPERATION_TIMEDOUT */) {
-    return absl::DeadlineExceededError(
-        absl::StrCat(message, " (deadline ",
-                     absl::FormatDuration(options_.deadlines.total), ")"));
+    // A phase limit names itself; otherwise the call's total ran out.
+    if (!r.phase_limit.has_value()) {
+      absl::StrAppend(&message, " (deadline ",
+                      absl::FormatDuration(options_.deadlines.total), ")");
+    }
+    return absl::DeadlineExceededError(message);
   }
   if (failure == FailureClass::kNetwork) {
     absl::StrAppend(&message, "; no eviction (network failure)");

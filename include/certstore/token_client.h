@@ -23,7 +23,10 @@
 namespace certstore {
 
 /// Deadlines of one GetToken call. `total` bounds the whole call, retries
-/// included; connect and handshake bound each connection's phases.
+/// included. `connect` and `handshake` are separate limits of each
+/// connection: `connect` from the start of the attempt until TCP connects,
+/// `handshake` from then until the TLS handshake completes. Whichever
+/// runs out first ends the attempt with DeadlineExceeded naming the phase.
 struct RequestDeadlines {
   absl::Duration connect = absl::Seconds(3);
   absl::Duration handshake = absl::Seconds(5);

@@ -21,6 +21,7 @@
 #include "certstore/testing/status_matchers.h"
 #include "emulator/emulator.h"
 #include "tests/emulator/emulator_test_util.h"
+#include "tests/support/loopback.h"
 
 namespace certstore::cli {
 namespace {
@@ -289,6 +290,21 @@ TEST_P(EndpointProbeTest, HangingHandshakeTimesOutInTheHandshakePhase) {
                                       " did not complete within 1s"))));
   EXPECT_GE(report.handshake.elapsed, options.handshake_timeout);
   EXPECT_LT(elapsed, options.handshake_timeout + kMargin);
+}
+
+// A handshake that stalls after the ServerHello (a relay passes only that
+// record) ends at the handshake limit, within 10 %.
+TEST_P(EndpointProbeTest, HandshakeStalledAfterServerHelloEndsAtTheLimit) {
+  certstore::testing::ServerHelloStall stall(emulator_->token_port());
+  EndpointProbeOptions options = Options();
+  options.endpoint = absl::StrCat("https://127.0.0.1:", stall.port());
+  const EndpointProbeReport report = ProbeEndpoint(options);
+  EXPECT_THAT(report.handshake.status,
+              StatusIs(absl::StatusCode::kDeadlineExceeded,
+                       HasSubstr("did not complete within 1s")));
+  EXPECT_GE(report.handshake.elapsed, options.handshake_timeout);
+  EXPECT_LE(report.handshake.elapsed, options.handshake_timeout * 1.1);
+  EXPECT_EQ(stall.server_hellos_passed(), 1);
 }
 
 TEST_P(EndpointProbeTest, OverallDeadlineCutsAPhase) {
