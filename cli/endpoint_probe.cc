@@ -15,12 +15,12 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "api/internal/json.h"
-#include "api/internal/percent_encoding.h"
 #include "certstore/chain.h"
 #include "certstore/errors.h"
 #include "certstore/status_macros.h"
 #include "cli/endpoint_probe_internal.h"
 #include "client/failure_classifier.h"
+#include "client/token_request.h"
 
 namespace certstore::cli {
 namespace {
@@ -62,29 +62,19 @@ bool RunPhase(ProbePhase* phase, Body body) {
 std::string TokenRequest(const ParsedEndpoint& ep,
                          const EndpointProbeOptions& options) {
   std::string target;
-  std::string body;
+  client_internal::TokenRequestForm form;
+  form.client_id = options.client_id;
   if (options.generic) {
     target = ep.path.empty() ? "/" : ep.path;
-    body = absl::StrCat("grant_type=client_credentials&client_id=",
-                        internal::PercentEncode(options.client_id),
-                        "&scope=", internal::PercentEncode(options.scope));
-    for (const auto& [name, value] : options.extra_parameters) {
-      absl::StrAppend(&body, "&", internal::PercentEncode(name), "=",
-                      internal::PercentEncode(value));
-    }
+    form.scope = options.scope;
+    form.extra_parameters = options.extra_parameters;
   } else {
-    std::string scope = options.scope;
-    if (!absl::EndsWith(scope, "/.default")) {
-      absl::StrAppend(&scope, "/.default");
-    }
-    target =
-        absl::StrCat(ep.path, "/", internal::PercentEncode(options.tenant_id),
-                     "/oauth2/v2.0/token");
-    body = absl::StrCat("grant_type=client_credentials&client_id=",
-                        internal::PercentEncode(options.client_id),
-                        "&scope=", internal::PercentEncode(scope),
-                        "&token_type=mtls_pop");
+    target = absl::StrCat(ep.path,
+                          client_internal::ImdsTokenPath(options.tenant_id));
+    form.scope = client_internal::ImdsScope(options.scope);
+    form.mtls_pop = true;
   }
+  const std::string body = client_internal::TokenRequestBody(form);
   const bool v6 = absl::StrContains(ep.host, ':');
   const std::string host =
       absl::StrCat(v6 ? "[" : "", ep.host, v6 ? "]" : "",

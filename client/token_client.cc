@@ -18,7 +18,6 @@
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "api/internal/json.h"
-#include "api/internal/percent_encoding.h"
 #include "certstore/errors.h"
 #include "certstore/mint_coordinator.h"
 #include "certstore/openssl_types.h"
@@ -27,6 +26,7 @@
 #include "client/endpoint_url.h"
 #include "client/https_transport.h"
 #include "client/rejection_ledger.h"
+#include "client/token_request.h"
 
 namespace certstore {
 namespace {
@@ -567,13 +567,8 @@ absl::StatusOr<HttpRequest> TokenClientImpl::TokenRequest(const Entry& entry,
   if (generic()) {
     const TokenEndpointOptions& endpoint = options_.token_endpoint;
     request.url = endpoint.url;
-    request.body = absl::StrCat("grant_type=client_credentials&client_id=",
-                                internal::PercentEncode(endpoint.client_id),
-                                "&scope=", internal::PercentEncode(call.scope));
-    for (const auto& [name, value] : endpoint.extra_parameters) {
-      absl::StrAppend(&request.body, "&", internal::PercentEncode(name), "=",
-                      internal::PercentEncode(value));
-    }
+    request.body = client_internal::TokenRequestBody(
+        {endpoint.client_id, call.scope, endpoint.extra_parameters});
     return request;
   }
   // The endpoint an entry recorded may come from an import or an older
@@ -585,13 +580,14 @@ absl::StatusOr<HttpRequest> TokenClientImpl::TokenRequest(const Entry& entry,
                   absl::StrCat("GetToken(\"", call.scope, "\") with binding ",
                                QuoteAlias(entry.alias()))));
   CERTSTORE_ASSIGN_OR_RETURN(Platform platform, GetPlatform(call));
-  request.url = absl::StrCat(entry.metadata().endpoint, "/", platform.tenant_id,
-                             "/oauth2/v2.0/token");
-  request.body = absl::StrCat(
-      "grant_type=client_credentials&client_id=",
-      internal::PercentEncode(platform.client_id),
-      "&scope=", internal::PercentEncode(absl::StrCat(call.scope, "/.default")),
-      "&token_type=mtls_pop");
+  request.url =
+      absl::StrCat(entry.metadata().endpoint,
+                   client_internal::ImdsTokenPath(platform.tenant_id));
+  client_internal::TokenRequestForm form;
+  form.client_id = platform.client_id;
+  form.scope = client_internal::ImdsScope(call.scope);
+  form.mtls_pop = true;
+  request.body = client_internal::TokenRequestBody(form);
   return request;
 }
 

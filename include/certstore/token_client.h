@@ -129,14 +129,13 @@ class CERTSTORE_EXPORT TokenClient {
   virtual ~TokenClient() = default;
 
   /// Returns a token for `scope`: in IMDS mode a resource URI, to which
-  /// "/.default" is appended; in generic mode the OAuth scope as given
-  /// (space-separated values allowed).
-  /// On a credential failure (key cannot sign, certificate rejected,
-  /// invalid_client) it evicts the binding (DeleteAllForAlias: every layer
-  /// of a LayeredStore), mints a new one and retries exactly once; network
-  /// failures are retried with backoff and never evict. Errors name the alias,
-  /// thumbprint, phase, host and what the server said, and whether a re-mint
-  /// happened:
+  /// "/.default" is appended unless it ends so already; in generic mode the
+  /// OAuth scope as given (space-separated values allowed). On a credential
+  /// failure (key cannot sign, certificate rejected, invalid_client) it evicts
+  /// the binding (DeleteAllForAlias: every layer of a LayeredStore), mints a
+  /// new one and retries exactly once; network failures are retried with
+  /// backoff and never evict. Errors name the alias, thumbprint, phase, host
+  /// and what the server said, and whether a re-mint happened:
   ///   InvalidArgument     `scope` is empty or holds spaces, '&' or '='
   ///                       (IMDS) or control characters (generic); a token
   ///                       endpoint that is not https (no request sent).
