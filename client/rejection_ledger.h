@@ -8,12 +8,11 @@
 #include <optional>
 #include <string>
 
-#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "api/internal/internal_export.h"
+#include "client/state_records.h"
 
 namespace certstore::client_internal {
 
@@ -26,14 +25,13 @@ struct Rejection {
   int count = 0;           // refusals in a row; the window doubles each time
 };
 
-// One record per (store, alias): a small JSON file in a private directory
-// (created 0700) for stores other processes open, memory only for a store
-// that is "memory:" alone. Thread-safe.
+// One record per (store, alias), kept as StateRecords of kind
+// "rejections". Thread-safe.
 class CERTSTORE_INTERNAL_EXPORT RejectionLedger {
  public:
-  // `directory` empty: <state directory>/rejections (none without one).
-  // The windows are TokenClientOptions' defaults unless given.
-  explicit RejectionLedger(std::string store_name, std::string directory = "",
+  // Records go to `<state_dir>/rejections`; `state_dir` empty: the state
+  // directory. The windows are TokenClientOptions' defaults unless given.
+  explicit RejectionLedger(std::string store_name, std::string state_dir = "",
                            absl::Duration first_window = absl::Minutes(1),
                            absl::Duration max_window = absl::Hours(1));
 
@@ -53,17 +51,11 @@ class CERTSTORE_INTERNAL_EXPORT RejectionLedger {
   void Clear(absl::string_view alias);
 
  private:
-  std::string PathOf(absl::string_view alias) const;
   std::optional<Rejection> Read(absl::string_view alias);
 
-  const std::string store_name_;
-  const bool in_process_only_;
-  std::string directory_;  // empty: records are not kept
+  StateRecords records_;
   const absl::Duration first_window_;
   const absl::Duration max_window_;
-  absl::Mutex mu_;
-  // The records of a "memory:" store, which no other process sees.
-  absl::flat_hash_map<std::string, Rejection> memory_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace certstore::client_internal

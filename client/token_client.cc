@@ -26,6 +26,7 @@
 #include "client/endpoint_url.h"
 #include "client/https_transport.h"
 #include "client/rejection_ledger.h"
+#include "client/state_records.h"
 #include "client/token_request.h"
 
 namespace certstore {
@@ -44,6 +45,12 @@ constexpr int64_t kMaxTokenLifetimeSeconds = 366 * 24 * 3600;
 struct Platform {
   std::string client_id;
   std::string tenant_id;
+};
+
+// What the issuer said, as kept for other processes, and when.
+struct PlatformRecord {
+  Platform platform;
+  absl::Time fetched_at;
 };
 
 // State of one GetToken call.
@@ -153,9 +160,9 @@ class TokenClientImpl final : public TokenClient {
         minter_(std::move(minter)),
         options_(std::move(options)),
         clock_(options_.clock != nullptr ? options_.clock : Clock::System()),
-        rejections_(store->Name(), options_.rejection_dir,
-                    options_.rejection_backoff,
-                    options_.max_rejection_backoff) {
+        rejections_(store->Name(), options_.state_dir,
+                    options_.rejection_backoff, options_.max_rejection_backoff),
+        platform_records_(store->Name(), options_.state_dir, "platform") {
     find_options_.min_remaining = options_.min_remaining;
   }
 
@@ -181,6 +188,9 @@ class TokenClientImpl final : public TokenClient {
 
   absl::StatusOr<Platform> GetPlatform(Call& call);
   std::optional<Platform> PlatformFromStore();
+  std::optional<PlatformRecord> ReadPlatformRecord();
+  void WritePlatformRecord(const Platform& platform);
+  Platform RememberPlatform(const Platform& platform);
   absl::StatusOr<std::shared_ptr<const Entry>> Binding(const std::string& alias,
                                                        Call& call);
   absl::StatusOr<std::shared_ptr<const Entry>> Heal(const std::string& alias,
@@ -210,6 +220,7 @@ class TokenClientImpl final : public TokenClient {
   const Clock* const clock_;
   FindOptions find_options_;
   client_internal::RejectionLedger rejections_;
+  client_internal::StateRecords platform_records_;  // keyed by issuing URL
 
   mutable absl::Mutex mu_;
   absl::optional<Platform> platform_ ABSL_GUARDED_BY(mu_);
@@ -260,12 +271,63 @@ std::optional<Platform> TokenClientImpl::PlatformFromStore() {
   return found;
 }
 
+std::optional<PlatformRecord> TokenClientImpl::ReadPlatformRecord() {
+  std::optional<internal::Json> json =
+      platform_records_.Read(options_.issuing_url);
+  if (!json.has_value()) {
+    return std::nullopt;
+  }
+  PlatformRecord record;
+  std::optional<std::string> client_id = JsonString(*json, "client_id");
+  std::optional<std::string> tenant_id = JsonString(*json, "tenant_id");
+  std::optional<int64_t> fetched_at =
+      internal::JsonInteger(*json, "fetched_at", 0, INT64_MAX);
+  if (JsonString(*json, "issuing_url") != options_.issuing_url ||
+      !ValidIdentifier(client_id) || !ValidIdentifier(tenant_id) ||
+      !fetched_at.has_value()) {
+    return std::nullopt;  // damaged, or another endpoint's (a hash clash)
+  }
+  record.platform = Platform{*client_id, *tenant_id};
+  record.fetched_at = absl::FromUnixSeconds(*fetched_at);
+  return record;
+}
+
+void TokenClientImpl::WritePlatformRecord(const Platform& platform) {
+  absl::Status kept = platform_records_.Write(
+      options_.issuing_url,
+      internal::Json{{"issuing_url", options_.issuing_url},
+                     {"client_id", platform.client_id},
+                     {"tenant_id", platform.tenant_id},
+                     {"fetched_at", absl::ToUnixSeconds(clock_->Now())}});
+  if (!kept.ok()) {
+    Log(LogLevel::kWarning,
+        absl::StrCat("platform metadata not kept for other processes: ",
+                     kept.message()));
+  }
+}
+
+Platform TokenClientImpl::RememberPlatform(const Platform& platform) {
+  absl::MutexLock lock(&mu_);
+  platform_ = platform;
+  return platform;
+}
+
+// Client and tenant id, from (in this order) this process, a recent record
+// of the store, a servable binding, the issuer — or, when the issuer
+// cannot be reached, a record of any age.
 absl::StatusOr<Platform> TokenClientImpl::GetPlatform(Call& call) {
   {
     absl::MutexLock lock(&mu_);
     if (platform_.has_value()) {
       return *platform_;
     }
+  }
+  const std::optional<PlatformRecord> record = ReadPlatformRecord();
+  const absl::Duration age = record.has_value()
+                                 ? clock_->Now() - record->fetched_at
+                                 : absl::InfiniteDuration();
+  if (record.has_value() && age < options_.platform_refresh) {
+    return RememberPlatform(record->platform);
   }
   // (In generic mode the alias is not the platform's: ask the issuer.)
   std::optional<Platform> cached =
@@ -275,9 +337,7 @@ absl::StatusOr<Platform> TokenClientImpl::GetPlatform(Call& call) {
         absl::StrCat("platform of the cached binding ",
                      QuoteAlias(cached->client_id),
                      " used without asking the issuing endpoint"));
-    absl::MutexLock lock(&mu_);
-    platform_ = *cached;
-    return *cached;
+    return RememberPlatform(*cached);
   }
   HttpRequest request;
   request.url = absl::StrCat(options_.issuing_url,
@@ -292,6 +352,14 @@ absl::StatusOr<Platform> TokenClientImpl::GetPlatform(Call& call) {
     client_id = JsonString(*body, "clientId");
     tenant_id = JsonString(*body, "tenantId");
   }
+  if (failure == FailureClass::kNetwork && record.has_value()) {
+    Log(LogLevel::kWarning,
+        absl::StrCat("issuing endpoint unreachable (", DescribeFailure(r),
+                     "): using the platform metadata fetched ",
+                     absl::FormatDuration(absl::Trunc(age, absl::Seconds(1))),
+                     " ago"));
+    return RememberPlatform(record->platform);
+  }
   if (failure != FailureClass::kNone) {
     return absl::UnavailableError(
         absl::StrCat("platform metadata ", DescribeFailure(r)));
@@ -304,9 +372,8 @@ absl::StatusOr<Platform> TokenClientImpl::GetPlatform(Call& call) {
                      r.body.size(), " bytes received)"));
   }
   Platform platform{*client_id, *tenant_id};
-  absl::MutexLock lock(&mu_);
-  platform_ = platform;
-  return platform;
+  WritePlatformRecord(platform);
+  return RememberPlatform(platform);
 }
 
 absl::Status TokenClientImpl::CheckNotRejected(absl::string_view alias,

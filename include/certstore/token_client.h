@@ -86,10 +86,16 @@ struct TokenClientOptions {
   /// token served, or `certstore evict`, clears it.
   absl::Duration rejection_backoff = absl::Minutes(1);
   absl::Duration max_rejection_backoff = absl::Hours(1);
-  /// Where those records are kept (one small file per store and alias);
-  /// empty: `rejections/` in the state directory. A "memory:" store keeps them
-  /// in process.
-  std::string rejection_dir;
+  /// IMDS mode: the platform's client and tenant id are kept per store and
+  /// issuing endpoint with the time they were fetched. A record younger
+  /// than this is used without asking the issuing endpoint; an older one
+  /// only when the endpoint cannot be reached (the log says how old).
+  absl::Duration platform_refresh = absl::Hours(24);
+  /// Where the client keeps its records per store: `rejections/` (the
+  /// negative-mint budget) and `platform/` (client and tenant id), one
+  /// small file each. Empty: the state directory ($XDG_STATE_HOME/certstore
+  /// or ~/.local/state/certstore). A "memory:" store keeps them in process.
+  std::string state_dir;
   const Clock* clock = nullptr;  ///< null: Clock::System()
   LogCallback log;               ///< silent when empty
 };

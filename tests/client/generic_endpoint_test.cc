@@ -190,7 +190,7 @@ class GenericEndpointTest : public ::testing::TestWithParam<std::string> {
     options.token_endpoint.client_id = kAlias;
     options.token_endpoint.extra_parameters = {{"audience", "api a&b"}};
     options.initial_backoff = absl::Milliseconds(20);
-    options.rejection_dir = dir_.path() + "/rejections";
+    options.state_dir = dir_.path();
     return options;
   }
 

@@ -50,7 +50,7 @@ class RecoveryTest : public ::testing::Test {
     options.issuing_url = emulator_->issuing_url();
     options.server_ca_pem = emulator_->ca_root_pem();
     options.initial_backoff = absl::Milliseconds(20);
-    options.rejection_dir = rejections_.path();
+    options.state_dir = rejections_.path();
     auto client = TokenClient::Create(store_.get(), options);
     ASSERT_OK(client);
     client_ = *std::move(client);

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <filesystem>
 #include <memory>
 #include <set>
 #include <string>
@@ -26,8 +27,10 @@
 #include "certstore/pkcs11_store.h"
 #include "certstore/sqlite_store.h"
 #include "certstore/testing/status_matchers.h"
+#include "certstore/testing/test_pki.h"
 #include "emulator/emulator.h"
 #include "tests/pkcs11/softhsm_token.h"
+#include "tests/support/files.h"
 #include "tests/support/temp_dir.h"
 
 namespace certstore::testing {
@@ -86,6 +89,10 @@ std::vector<CertStore*> PlacesOf(CertStore* store) {
   return {store};
 }
 
+// A binding of another platform (client id) that a test puts in the store.
+constexpr char kOtherPlatformAlias[] =
+    "99999999-8888-7777-6666-555555555555#att=0";
+
 class TokenClientTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
@@ -100,9 +107,11 @@ class TokenClientTest : public ::testing::TestWithParam<std::string> {
       uri_.replace(pos, 8, MatrixToken().Uri());
     }
     ASSERT_NO_FATAL_FAILURE(NewProcessLikeClient());
-    // A token outlives the test: start without a binding.
+    // A token outlives the test: start without a binding (nor another
+    // platform's, which a test adds).
     ASSERT_OK(store_->DeleteAllForAlias(
         absl::StrCat(emulator_->client_id(), "#att=0")));
+    ASSERT_OK(store_->DeleteAllForAlias(kOtherPlatformAlias));
   }
 
   TokenClientOptions Options() {
@@ -111,9 +120,9 @@ class TokenClientTest : public ::testing::TestWithParam<std::string> {
     options.server_ca_pem = emulator_->ca_root_pem();
     options.initial_backoff = absl::Milliseconds(20);
     options.deadlines.total = absl::Seconds(20);
-    // Rejection records of this test only (the SoftHSM token, and so the
-    // store's name, is shared by the tests of this binary).
-    options.rejection_dir = dir_.path() + "/rejections";
+    // Rejection and platform records of this test only (the SoftHSM token,
+    // and so the store's name, is shared by the tests of this binary).
+    options.state_dir = dir_.path();
     return options;
   }
 
@@ -402,6 +411,81 @@ TEST_P(NetworkFailures, BlackholeEndsWithinTheDeadlineNamingThePhase) {
                                     HasSubstr("127.0.0.1"))));
   EXPECT_LE(took, absl::Milliseconds(2200));
   EXPECT_EQ(client_->Metrics().evictions, 0);
+  emulator_->ClearFaults();
+}
+
+// The platform the issuer named is kept per store with its age: a new
+// process that has to mint asks the issuer to mint, not who it is.
+TEST_P(TokenClientTest, ANewProcessTakesThePlatformFromTheStoreRecord) {
+  const std::string first = FirstToken();
+  const auto before = emulator_->GetCounters();
+  EXPECT_EQ(before.metadata_requests, 1);
+  ASSERT_OK(store_->DeleteAllForAlias(
+      absl::StrCat(emulator_->client_id(), "#att=0")));
+  ASSERT_NO_FATAL_FAILURE(NewProcessLikeClient());
+  auto token = Token();
+  ASSERT_OK(token);
+  EXPECT_NE(token->thumbprint, first);
+  const auto after = emulator_->GetCounters();
+  EXPECT_EQ(after.metadata_requests, before.metadata_requests);
+  EXPECT_EQ(after.mints, before.mints + 1);
+  // A record older than platform_refresh is checked with the issuer.
+  TokenClientOptions options = Options();
+  options.platform_refresh = absl::ZeroDuration();
+  ASSERT_OK(store_->DeleteAllForAlias(token->alias));
+  ASSERT_NO_FATAL_FAILURE(NewProcessLikeClient(options));
+  ASSERT_OK(Token());
+  EXPECT_EQ(emulator_->GetCounters().metadata_requests,
+            before.metadata_requests + 1);
+}
+
+// The issuer answers 503 and the store holds bindings of two platforms (so
+// no binding says which is this machine's): an old record of the platform
+// still serves the cached binding; without the record the call fails.
+TEST_P(TokenClientTest, IssuerDownAnOldPlatformRecordStillServes) {
+  const std::string first = FirstToken();
+  // Another platform's binding in the same store (another tenant's).
+  const std::string other_alias = kOtherPlatformAlias;
+  auto key = store_->CreateKey(other_alias, KeySpec{});
+  ASSERT_OK(key);
+  TestPki pki;
+  LeafOptions leaf;
+  leaf.not_before = absl::Now() - absl::Hours(1);
+  leaf.not_after = absl::Now() + absl::Hours(24 * 7);
+  EntryParts parts;
+  parts.alias = other_alias;
+  parts.key = *key;
+  parts.chain_der = pki.IssueChain(**key, leaf);
+  parts.metadata.client_id = "99999999-8888-7777-6666-555555555555";
+  parts.metadata.tenant_id = "tenant-0002";
+  parts.metadata.endpoint = "https://127.0.0.1:1";
+  auto entry = Entry::Create(std::move(parts));
+  ASSERT_OK(entry);
+  ASSERT_OK(store_->Put(*entry));
+  TokenClientOptions options = Options();
+  options.platform_refresh = absl::ZeroDuration();  // every record is old
+  FaultSpec down;
+  down.kind = FaultKind::kRawIssuing;
+  down.raw = "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n";
+  down.count = 100;
+  ASSERT_OK(emulator_->InjectFault(down));
+  ASSERT_NO_FATAL_FAILURE(NewProcessLikeClient(options));
+  auto token = Token();
+  ASSERT_OK(token);
+  EXPECT_EQ(token->thumbprint, first);
+  EXPECT_GT(emulator_->GetCounters().faults_applied, 0);  // it did ask
+  // The control: with the record damaged (as good as none) the issuer's
+  // answer is needed.
+  int damaged = 0;
+  for (const auto& file :
+       std::filesystem::directory_iterator(dir_.path() + "/platform")) {
+    WriteFile(file.path().string(), "{\"client_id\": 7, \"fetched");
+    ++damaged;
+  }
+  EXPECT_EQ(damaged, 1);
+  ASSERT_NO_FATAL_FAILURE(NewProcessLikeClient(options));
+  EXPECT_THAT(Token(), StatusIs(absl::StatusCode::kUnavailable,
+                                HasSubstr("platform metadata")));
   emulator_->ClearFaults();
 }
 
