@@ -6,12 +6,17 @@
 //                                 same certificate and key (PEM files)
 //   BM_Client_MintAndToken        evict, mint (key, CSR, issue, Put), token
 //   BM_Client_Recovery            invalid_client, evict, mint, retry once
+// and in generic RFC 8705 mode against nginx (nginx-light) requiring client
+// certificates, the same binding:
+//   BM_Client_Generic_Fetch       cached binding, token over a new connection
+//   BM_Floor_Curl_NginxToken      bare libcurl, same request, same files
 #include <benchmark/benchmark.h>
 #include <curl/curl.h>
 
 #include <atomic>
 #include <cstdio>
 #include <fstream>
+#include <iterator>
 #include <memory>
 #include <string>
 
@@ -22,6 +27,8 @@
 #include "certstore/open_store.h"
 #include "certstore/token_client.h"
 #include "emulator/emulator.h"
+#include "tests/support/loopback.h"
+#include "tests/support/nginx.h"
 #include "tests/support/temp_dir.h"
 
 namespace certstore::bench {
@@ -126,6 +133,81 @@ void BM_Floor_Curl_MtlsToken(benchmark::State& state) {
   }
 }
 
+// nginx in front of the same binding: its client CA is the issuer's, its
+// server certificate self-signed.
+struct NginxFixture {
+  testing::TempDir dir;
+  std::unique_ptr<testing::NginxTokenEndpoint> nginx;
+  std::unique_ptr<TokenClient> client;  // generic mode, same store
+  std::string url, server_ca_file, body;
+};
+
+NginxFixture& Nginx() {
+  static NginxFixture* const fixture = [] {
+    ClientFixture& f = Fixture();
+    auto* n = new NginxFixture();
+    CheckOk(testing::NginxTokenEndpoint::WriteServerCertificate(n->dir.path()),
+            "server certificate");
+    std::ofstream(n->dir.path() + "/client-ca.pem")
+        << f.emulator->ca_root_pem();
+    n->nginx = std::make_unique<testing::NginxTokenEndpoint>(
+        n->dir.path(), testing::FreeLoopbackPort());
+    CheckOk(n->nginx->Start(), "nginx");
+    n->url = n->nginx->Url("/oauth2/v2.0/token");
+    n->server_ca_file = n->dir.path() + "/server.pem";
+    TokenClientOptions options;
+    options.token_endpoint.url = n->url;
+    options.token_endpoint.client_id = "bench-client";
+    options.token_endpoint.alias =
+        absl::StrCat(f.emulator->client_id(), "#att=0");
+    std::ifstream ca(n->server_ca_file);
+    options.server_ca_pem.assign(std::istreambuf_iterator<char>(ca), {});
+    auto client = TokenClient::Create(f.store.get(), options);
+    CheckOk(client.status(), "TokenClient::Create (generic)");
+    n->client = *std::move(client);
+    n->body =
+        "grant_type=client_credentials&client_id=bench-client"
+        "&scope=https%3A%2F%2Ffloor.example";
+    return n;
+  }();
+  return *fixture;
+}
+
+void BM_Client_Generic_Fetch(benchmark::State& state) {
+  ClientFixture& f = Fixture();
+  NginxFixture& n = Nginx();
+  for (auto _ : state) {
+    auto token = n.client->GetToken(f.NextScope());  // never cached
+    if (!token.ok()) {
+      state.SkipWithError(token.status().ToString().c_str());
+      break;
+    }
+  }
+}
+
+void BM_Floor_Curl_NginxToken(benchmark::State& state) {
+  ClientFixture& f = Fixture();
+  NginxFixture& n = Nginx();
+  for (auto _ : state) {
+    CURL* curl = curl_easy_init();
+    curl_easy_setopt(curl, CURLOPT_URL, n.url.c_str());
+    curl_easy_setopt(curl, CURLOPT_SSLCERT, f.cert_file.c_str());
+    curl_easy_setopt(curl, CURLOPT_SSLKEY, f.key_file.c_str());
+    curl_easy_setopt(curl, CURLOPT_CAINFO, n.server_ca_file.c_str());
+    curl_easy_setopt(curl, CURLOPT_POSTFIELDS, n.body.c_str());
+    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, Discard);
+    curl_easy_setopt(curl, CURLOPT_FORBID_REUSE, 1L);
+    CURLcode code = curl_easy_perform(curl);
+    long status = 0;
+    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_cleanup(curl);
+    if (code != CURLE_OK || status != 200) {
+      state.SkipWithError("bare libcurl token request to nginx failed");
+      break;
+    }
+  }
+}
+
 void BM_Client_MintAndToken(benchmark::State& state) {
   ClientFixture& f = Fixture();
   const std::string alias = absl::StrCat(f.emulator->client_id(), "#att=0");
@@ -160,12 +242,20 @@ BENCHMARK(BM_Client_GetToken_Fetch)
 BENCHMARK(BM_Floor_Curl_MtlsToken)
     ->Unit(benchmark::kMicrosecond)
     ->UseRealTime();
+BENCHMARK(BM_Client_Generic_Fetch)
+    ->Unit(benchmark::kMicrosecond)
+    ->UseRealTime();
+BENCHMARK(BM_Floor_Curl_NginxToken)
+    ->Unit(benchmark::kMicrosecond)
+    ->UseRealTime();
 BENCHMARK(BM_Client_MintAndToken)->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK(BM_Client_Recovery)->Unit(benchmark::kMicrosecond)->UseRealTime();
 
 bool RegisterClientRatios() {
   RegisterRatio("BM_Client_GetToken_Fetch/real_time",
                 "BM_Floor_Curl_MtlsToken/real_time", 1.3);
+  RegisterRatio("BM_Client_Generic_Fetch/real_time",
+                "BM_Floor_Curl_NginxToken/real_time", 1.2);
   RegisterRatio("BM_Client_MintAndToken/real_time",
                 "BM_Floor_Curl_MtlsToken/real_time");
   RegisterRatio("BM_Client_Recovery/real_time",

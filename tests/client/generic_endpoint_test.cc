@@ -12,11 +12,9 @@
 
 #include <memory>
 #include <string>
-#include <thread>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_replace.h"
 #include "certstore/chain.h"
 #include "certstore/open_store.h"
 #include "certstore/testing/status_matchers.h"
@@ -27,6 +25,7 @@
 #include "tests/pkcs11/softhsm_token.h"
 #include "tests/support/files.h"
 #include "tests/support/loopback.h"
+#include "tests/support/nginx.h"
 #include "tests/support/subprocess.h"
 #include "tests/support/temp_dir.h"
 
@@ -37,47 +36,6 @@ using ::testing::AllOf;
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
-constexpr char kNginxConf[] = R"(worker_processes 1;
-daemon off;
-pid {dir}/nginx.pid;
-error_log {dir}/error.log info;
-events { worker_connections 64; }
-http {
-  access_log {dir}/access.log;
-  client_body_temp_path {dir}/body;
-  proxy_temp_path {dir}/proxy;
-  fastcgi_temp_path {dir}/fastcgi;
-  uwsgi_temp_path {dir}/uwsgi;
-  scgi_temp_path {dir}/scgi;
-  map $ssl_client_fingerprint $rejected {
-    default 0;
-    include {dir}/rejected.map;
-  }
-  server {
-    listen 127.0.0.1:{port} ssl;
-    ssl_certificate {dir}/server.pem;
-    ssl_certificate_key {dir}/server.key;
-    ssl_client_certificate {dir}/client-ca.pem;
-    ssl_verify_client on;
-    ssl_verify_depth 3;
-    default_type application/json;
-    location = /oauth2/v2.0/token {
-      if ($request_method != POST) { return 405; }
-      if ($rejected) {
-        return 401 '{"error":"invalid_client","error_description":"revoked"}';
-      }
-      return 200 '{"access_token":"nginx-$ssl_client_serial","token_type":"Bearer","expires_in":3600}';
-    }
-    location / {
-      return 404 '{"error":"not_found"}';
-    }
-    location = /bound-elsewhere/token {
-      return 200 '{"access_token":"x","token_type":"Bearer","expires_in":3600,"cnf":{"x5t#S256":"AAAA"}}';
-    }
-  }
-}
-)";
-
 // nginx's $ssl_client_fingerprint: SHA-1 of the DER, lower-case hex.
 std::string Sha1Hex(const std::string& der) {
   unsigned char digest[EVP_MAX_MD_SIZE];
@@ -86,55 +44,6 @@ std::string Sha1Hex(const std::string& der) {
   return absl::BytesToHexString(
       absl::string_view(reinterpret_cast<char*>(digest), size));
 }
-
-// One nginx, run in the foreground of a thread, stopped by `nginx -s quit`.
-class Nginx {
- public:
-  Nginx(std::string dir, int port) : dir_(std::move(dir)), port_(port) {
-    WriteFile(
-        dir_ + "/nginx.conf",
-        absl::StrReplaceAll(kNginxConf,
-                            {{"{dir}", dir_}, {"{port}", absl::StrCat(port)}}));
-    if (access((dir_ + "/rejected.map").c_str(), F_OK) != 0) {
-      WriteFile(dir_ + "/rejected.map", "");
-    }
-  }
-  ~Nginx() { Stop(); }
-
-  void Start() {
-    thread_ = std::thread([this] {
-      ProcessOptions options;
-      options.timeout = absl::Seconds(240);
-      result_ = RunProcess({"nginx", "-p", dir_, "-c", dir_ + "/nginx.conf"},
-                           options);
-    });
-    for (int i = 0; i < 200 && !AcceptsConnections(port_); ++i)
-      usleep(50 * 1000);
-    ASSERT_TRUE(AcceptsConnections(port_)) << ReadFile(dir_ + "/error.log");
-  }
-
-  void Stop() {
-    if (!thread_.joinable()) return;
-    RunProcess({"nginx", "-p", dir_, "-c", dir_ + "/nginx.conf", "-s", "quit"});
-    thread_.join();
-    EXPECT_FALSE(result_.timed_out) << result_.err;
-  }
-
-  // From the next start on, certificates of these SHA-1s get invalid_client.
-  void Reject(const std::string& sha1) {
-    WriteFile(dir_ + "/rejected.map", absl::StrCat(sha1, " 1;\n"));
-  }
-
-  std::string Url(absl::string_view path) const {
-    return absl::StrCat("https://127.0.0.1:", port_, path);
-  }
-
- private:
-  std::string dir_;
-  int port_;
-  std::thread thread_;
-  ProcessResult result_;
-};
 
 const SoftHsmToken& Token() {
   static SoftHsmToken* const token = [] {
@@ -155,18 +64,13 @@ class GenericEndpointTest : public ::testing::TestWithParam<std::string> {
     ASSERT_OK(emulator);
     emulator_ = *std::move(emulator);
     const std::string dir = dir_.path();
-    ProcessResult made = RunProcess(
-        {"openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-         "ec_paramgen_curve:P-256", "-nodes", "-keyout", dir + "/server.key",
-         "-out", dir + "/server.pem", "-days", "1", "-subj", "/CN=127.0.0.1",
-         "-addext", "subjectAltName=IP:127.0.0.1"});
-    ASSERT_EQ(made.exit_code, 0) << made.err;
+    ASSERT_OK(NginxTokenEndpoint::WriteServerCertificate(dir));
     // Client certificates from the issuer, and from the test PKI (imports).
     WriteFile(dir + "/client-ca.pem",
               emulator_->ca_root_pem() +
                   DerChainToPem({pki_.root_der(), pki_.intermediate_der()}));
-    nginx_ = std::make_unique<Nginx>(dir, FreeLoopbackPort());
-    ASSERT_NO_FATAL_FAILURE(nginx_->Start());
+    nginx_ = std::make_unique<NginxTokenEndpoint>(dir, FreeLoopbackPort());
+    ASSERT_OK(nginx_->Start());
     const std::string& backend = GetParam();
     uri_ = backend == "pkcs11" ? absl::StrCat("memory:,", Token().Uri())
            : backend == "file"
@@ -209,7 +113,7 @@ class GenericEndpointTest : public ::testing::TestWithParam<std::string> {
   TempDir dir_;
   TestPki pki_;
   std::unique_ptr<emulator::Emulator> emulator_;
-  std::unique_ptr<Nginx> nginx_;
+  std::unique_ptr<NginxTokenEndpoint> nginx_;
   std::string uri_;
   std::unique_ptr<LayeredStore> store_;
   std::unique_ptr<TokenClient> client_;
@@ -241,9 +145,9 @@ TEST_P(GenericEndpointTest, InvalidClientFromNginxEvictsMintsAndRetriesOnce) {
   ASSERT_OK(first);
   auto stored = store_->Find(kAlias);
   ASSERT_OK(stored);
-  nginx_->Stop();
+  ASSERT_OK(nginx_->Stop());
   nginx_->Reject(Sha1Hex((*stored)->chain_der()[0]));
-  ASSERT_NO_FATAL_FAILURE(nginx_->Start());
+  ASSERT_OK(nginx_->Start());
   auto healed = client_->GetToken("api://orders/write");
   ASSERT_OK(healed);
   EXPECT_TRUE(healed->healed);
