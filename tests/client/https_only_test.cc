@@ -2,13 +2,8 @@
 // is not https (named by the issuer, or recorded on an imported entry) is
 // refused before any connection, counted by a plain listening socket; the
 // issuing endpoint may be http only on this machine (loopback, link-local).
-#include <arpa/inet.h>
-#include <fcntl.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <memory>
 #include <string>
@@ -21,6 +16,7 @@
 #include "certstore/token_client.h"
 #include "client/endpoint_url.h"
 #include "emulator/emulator.h"
+#include "tests/support/loopback.h"
 
 namespace certstore::testing {
 namespace {
@@ -30,43 +26,6 @@ using client_internal::EndpointUse;
 using ::testing::AllOf;
 using ::testing::HasSubstr;
 using ::testing::Not;
-
-// A plain TCP listener on 127.0.0.1 that only counts who connected.
-class CountingListener {
- public:
-  CountingListener() {
-    fd_ = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    sockaddr_in addr = {};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof(addr);
-    if (fd_ < 0 || bind(fd_, reinterpret_cast<sockaddr*>(&addr), len) != 0 ||
-        listen(fd_, 16) != 0 ||
-        getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-      ADD_FAILURE() << "cannot listen on 127.0.0.1";
-    }
-    port_ = ntohs(addr.sin_port);
-  }
-  ~CountingListener() { close(fd_); }
-
-  int port() const { return port_; }
-
-  // Connections queued since the start (accepted now, then closed).
-  int Connections() {
-    int n = 0;
-    for (;;) {
-      const int conn = accept(fd_, nullptr, nullptr);
-      if (conn < 0) break;
-      close(conn);
-      ++n;
-    }
-    return n;
-  }
-
- private:
-  int fd_ = -1;
-  int port_ = 0;
-};
 
 TEST(CheckEndpointUrlTest, TokenEndpointsMustBeHttpsWithAHostAndNoUserinfo) {
   for (const char* good :

@@ -31,6 +31,7 @@
 #include "emulator/emulator.h"
 #include "tests/pkcs11/softhsm_token.h"
 #include "tests/support/files.h"
+#include "tests/support/loopback.h"
 #include "tests/support/temp_dir.h"
 
 namespace certstore::testing {
@@ -204,17 +205,22 @@ TEST_P(TokenClientTest, RestartedProcessReusesThePersistedBinding) {
 TEST_P(TokenClientTest, IssuerDownACachedBindingStillServesANewProcess) {
   const std::string first = FirstToken();
   const auto before = emulator_->GetCounters();
+  // The issuer's address now holds a listener that never answers and
+  // counts connections: not one is made.
+  CountingListener issuer;
   TokenClientOptions options = Options();
-  options.issuing_url = "http://127.0.0.1:1";  // nothing listens there
+  options.issuing_url = absl::StrCat("http://127.0.0.1:", issuer.port());
   ASSERT_NO_FATAL_FAILURE(NewProcessLikeClient(options));
   auto token = client_->GetToken("https://issuer-down.example");
   ASSERT_OK(token);
   EXPECT_EQ(token->thumbprint, first);
   EXPECT_EQ(BoundThumbprint(*token), first);
+  EXPECT_EQ(issuer.Connections(), 0);
   const auto after = emulator_->GetCounters();
   EXPECT_EQ(after.metadata_requests, before.metadata_requests);
   EXPECT_EQ(after.mint_requests, before.mint_requests);
   // With nothing cached, the issuer is needed, and says so.
+  options.issuing_url = "http://127.0.0.1:1";  // nothing listens there
   ASSERT_OK(store_->DeleteAllForAlias(token->alias));
   ASSERT_NO_FATAL_FAILURE(NewProcessLikeClient(options));
   EXPECT_THAT(

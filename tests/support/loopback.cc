@@ -1,6 +1,7 @@
 #include "tests/support/loopback.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -56,6 +57,26 @@ SilentListener::SilentListener() { fd_ = ListenOnLoopback(&port_); }
 
 SilentListener::~SilentListener() {
   if (fd_ >= 0) close(fd_);
+}
+
+CountingListener::CountingListener() {
+  fd_ = ListenOnLoopback(&port_);
+  if (fd_ >= 0) fcntl(fd_, F_SETFL, fcntl(fd_, F_GETFL) | O_NONBLOCK);
+}
+
+CountingListener::~CountingListener() {
+  if (fd_ >= 0) close(fd_);
+}
+
+int CountingListener::Connections() {
+  int n = 0;
+  for (;;) {
+    const int conn = accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
+    if (conn < 0) break;
+    close(conn);
+    ++n;
+  }
+  return n;
 }
 
 ServerHelloStall::ServerHelloStall(int backend_port)

@@ -33,6 +33,24 @@ class SilentListener {
   int port_ = 0;
 };
 
+// A plain TCP listener on 127.0.0.1 that only counts who connected: for
+// asserting that nothing was sent somewhere.
+class CountingListener {
+ public:
+  CountingListener();
+  CountingListener(const CountingListener&) = delete;
+  CountingListener& operator=(const CountingListener&) = delete;
+  ~CountingListener();
+  int port() const { return port_; }
+  // Connections queued since the start or the last call (accepted now,
+  // then closed).
+  int Connections();
+
+ private:
+  int fd_ = -1;
+  int port_ = 0;
+};
+
 // A TCP relay on 127.0.0.1 in front of a TLS server on `backend_port`: it
 // passes the client's bytes on and, of the server's, only the first TLS
 // record (the ServerHello), then nothing: a handshake that stalls after
