@@ -4,6 +4,7 @@
 #include <openssl/x509.h>
 
 #include <algorithm>
+#include <deque>
 #include <random>
 #include <thread>
 #include <utility>
@@ -17,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "api/internal/json.h"
 #include "certstore/errors.h"
 #include "certstore/mint_coordinator.h"
@@ -60,6 +62,17 @@ struct Call {
   bool healed = false;
   std::string evicted_thumbprint;
 };
+
+// A token request in flight for one (alias, scope): the caller that
+// started it sends it; callers arriving meanwhile wait for its result.
+struct Flight {
+  absl::Notification done;
+  absl::StatusOr<AccessToken> result;  // written before done.Notify()
+};
+
+// A cached token is served until this long before it expires (or
+// refresh_ahead, when smaller), however late its background refresh is.
+constexpr absl::Duration kLastServedMargin = absl::Seconds(30);
 
 // Text a server chose, for a message: escaped (control bytes, invalid
 // UTF-8) and shortened, so that a hostile server cannot forge log lines or
@@ -166,6 +179,17 @@ class TokenClientImpl final : public TokenClient {
     find_options_.min_remaining = options_.min_remaining;
   }
 
+  // Waits for a background refresh under way (bounded by its deadline).
+  ~TokenClientImpl() override {
+    {
+      absl::MutexLock lock(&mu_);
+      stopping_ = true;
+    }
+    if (refresher_.joinable()) {
+      refresher_.join();
+    }
+  }
+
   absl::StatusOr<AccessToken> GetToken(absl::string_view scope) override;
 
   TokenClientMetrics Metrics() const override {
@@ -212,7 +236,26 @@ class TokenClientImpl final : public TokenClient {
   absl::Status FinalError(FailureClass failure, const HttpResult& r,
                           const std::string& alias, const Entry& entry,
                           const Call& call) const;
-  absl::optional<AccessToken> CachedToken(const std::string& key) const;
+  // The cached token under `key` while it may be served; `refresh_due`
+  // says it is in its refresh-ahead window.
+  absl::optional<AccessToken> CachedToken(const std::string& key,
+                                          bool* refresh_due) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // One token request per (alias, scope) at a time, however many callers
+  // ask; `refresh` sends it even while a cached token may be served.
+  absl::StatusOr<AccessToken> SingleFlight(const std::string& alias,
+                                           std::shared_ptr<const Entry> entry,
+                                           Call& call, bool refresh);
+  // The request, with eviction and one retry on a credential failure.
+  absl::StatusOr<AccessToken> FetchToken(const std::string& alias,
+                                         std::shared_ptr<const Entry> entry,
+                                         Call& call);
+  void RefreshInBackground(const std::string& scope)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void RefreshLoop();
+  bool RefreshWorkReady() const ABSL_SHARED_LOCKS_REQUIRED(mu_) {
+    return stopping_ || !refresh_queue_.empty();
+  }
 
   CertStore* const store_;
   const std::unique_ptr<MintCoordinator> minter_;
@@ -226,6 +269,17 @@ class TokenClientImpl final : public TokenClient {
   absl::optional<Platform> platform_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_set<std::string> probed_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, AccessToken> tokens_ ABSL_GUARDED_BY(mu_);
+  // Keyed by alias NUL scope.
+  absl::flat_hash_map<std::string, std::shared_ptr<Flight>> flights_
+      ABSL_GUARDED_BY(mu_);
+  // Scopes whose token is to be refreshed ahead of expiry, and those queued
+  // or being refreshed (each once).
+  std::deque<std::string> refresh_queue_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_set<std::string> refreshing_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  // Started (under mu_) at the first refresh; joined by the destructor once
+  // stopping_ is set, after which it is never started.
+  std::thread refresher_;
   TokenClientMetrics metrics_ ABSL_GUARDED_BY(mu_);
 };
 
@@ -525,16 +579,110 @@ absl::StatusOr<std::shared_ptr<const Entry>> TokenClientImpl::Binding(
 }
 
 absl::optional<AccessToken> TokenClientImpl::CachedToken(
-    const std::string& key) const {
-  absl::MutexLock lock(&mu_);
+    const std::string& key, bool* refresh_due) const {
   auto it = tokens_.find(key);
-  if (it == tokens_.end() ||
-      it->second.expires_at - options_.refresh_ahead <= clock_->Now()) {
+  if (it == tokens_.end()) {
     return absl::nullopt;
   }
+  const absl::Time now = clock_->Now();
+  const absl::Time expires_at = it->second.expires_at;
+  if (now >= expires_at - std::min(options_.refresh_ahead, kLastServedMargin)) {
+    return absl::nullopt;
+  }
+  *refresh_due = now >= expires_at - options_.refresh_ahead;
   AccessToken token = it->second;
   token.from_cache = true;
   return token;
+}
+
+absl::StatusOr<AccessToken> TokenClientImpl::SingleFlight(
+    const std::string& alias, std::shared_ptr<const Entry> entry, Call& call,
+    bool refresh) {
+  const std::string flight_key =
+      absl::StrCat(alias, std::string(1, '\0'), call.scope);
+  std::shared_ptr<Flight> flight;
+  bool leader = false;
+  {
+    absl::MutexLock lock(&mu_);
+    // Checked again under the lock that guards flights: a flight that has
+    // just landed left its token here.
+    bool refresh_due = false;
+    absl::optional<AccessToken> cached = CachedToken(
+        absl::StrCat(flight_key, std::string(1, '\0'), entry->thumbprint()),
+        &refresh_due);
+    if (cached.has_value() && !(refresh && refresh_due)) {
+      ++metrics_.cache_hits;
+      return *cached;
+    }
+    std::shared_ptr<Flight>& slot = flights_[flight_key];
+    if (slot == nullptr) {
+      slot = std::make_shared<Flight>();
+      leader = true;
+    }
+    flight = slot;
+  }
+  if (!leader) {
+    if (!flight->done.WaitForNotificationWithDeadline(call.deadline)) {
+      return absl::DeadlineExceededError(absl::StrCat(
+          "GetToken(\"", call.scope, "\") with binding ", QuoteAlias(alias),
+          ": the token request another caller sent is still in flight "
+          "(deadline ",
+          absl::FormatDuration(options_.deadlines.total), ")"));
+    }
+    return flight->result;
+  }
+  flight->result = FetchToken(alias, std::move(entry), call);
+  {
+    absl::MutexLock lock(&mu_);
+    flights_.erase(flight_key);
+  }
+  flight->done.Notify();
+  return flight->result;
+}
+
+void TokenClientImpl::RefreshInBackground(const std::string& scope) {
+  if (stopping_ || !refreshing_.insert(scope).second) {
+    return;  // queued or under way already
+  }
+  refresh_queue_.push_back(scope);
+  if (!refresher_.joinable()) {
+    refresher_ = std::thread([this] { RefreshLoop(); });
+  }
+}
+
+void TokenClientImpl::RefreshLoop() {
+  for (;;) {
+    std::string scope;
+    {
+      absl::MutexLock lock(&mu_);
+      mu_.Await(absl::Condition(this, &TokenClientImpl::RefreshWorkReady));
+      if (stopping_) {
+        return;
+      }
+      scope = std::move(refresh_queue_.front());
+      refresh_queue_.pop_front();
+    }
+    Call call;
+    call.scope = scope;
+    call.deadline = absl::Now() + options_.deadlines.total;
+    absl::StatusOr<AccessToken> token = [&]() -> absl::StatusOr<AccessToken> {
+      CERTSTORE_ASSIGN_OR_RETURN(const std::string alias, Alias(call));
+      CERTSTORE_ASSIGN_OR_RETURN(std::shared_ptr<const Entry> entry,
+                                 Binding(alias, call));
+      return SingleFlight(alias, std::move(entry), call, /*refresh=*/true);
+    }();
+    if (!token.ok()) {
+      // The cached token is served until its last margin; after that
+      // callers ask themselves and see the error.
+      Log(LogLevel::kWarning, absl::StrCat("refresh ahead of expiry failed: ",
+                                           token.status().ToString()));
+    }
+    absl::MutexLock lock(&mu_);
+    if (token.ok() && !token->from_cache) {
+      ++metrics_.refreshes_ahead;
+    }
+    refreshing_.erase(scope);
+  }
 }
 
 absl::StatusOr<AccessToken> TokenClientImpl::TokenFromResponse(
@@ -681,14 +829,27 @@ absl::StatusOr<AccessToken> TokenClientImpl::GetToken(absl::string_view scope) {
   CERTSTORE_ASSIGN_OR_RETURN(const std::string alias, Alias(call));
   CERTSTORE_ASSIGN_OR_RETURN(std::shared_ptr<const Entry> entry,
                              Binding(alias, call));
-  for (;;) {
-    const std::string cache_key =
-        absl::StrCat(alias, std::string(1, '\0'), scope, std::string(1, '\0'),
-                     entry->thumbprint());
-    if (absl::optional<AccessToken> cached = CachedToken(cache_key)) {
-      Count(&TokenClientMetrics::cache_hits);
+  {
+    absl::MutexLock lock(&mu_);
+    bool refresh_due = false;
+    absl::optional<AccessToken> cached =
+        CachedToken(absl::StrCat(alias, std::string(1, '\0'), scope,
+                                 std::string(1, '\0'), entry->thumbprint()),
+                    &refresh_due);
+    if (cached.has_value()) {
+      ++metrics_.cache_hits;
+      if (refresh_due) {
+        RefreshInBackground(call.scope);  // this caller does not wait
+      }
       return *cached;
     }
+  }
+  return SingleFlight(alias, std::move(entry), call, /*refresh=*/false);
+}
+
+absl::StatusOr<AccessToken> TokenClientImpl::FetchToken(
+    const std::string& alias, std::shared_ptr<const Entry> entry, Call& call) {
+  for (;;) {
     bool recorded = false;
     CERTSTORE_RETURN_IF_ERROR(CheckNotRejected(alias, &recorded));
     CERTSTORE_ASSIGN_OR_RETURN(HttpRequest request, TokenRequest(*entry, call));
@@ -702,7 +863,8 @@ absl::StatusOr<AccessToken> TokenClientImpl::GetToken(absl::string_view scope) {
         rejections_.Clear(alias);  // served: the budget starts afresh
       }
       absl::MutexLock lock(&mu_);
-      tokens_[cache_key] = token;
+      tokens_[absl::StrCat(alias, std::string(1, '\0'), call.scope,
+                           std::string(1, '\0'), entry->thumbprint())] = token;
       return token;
     }
     if (failure == FailureClass::kCredential && call.healed) {

@@ -72,7 +72,12 @@ struct TokenClientOptions {
   int max_attempts = 3;
   absl::Duration initial_backoff = absl::Milliseconds(100);
   absl::Duration max_backoff = absl::Seconds(2);
-  /// A cached token is refreshed this long before it expires.
+  /// A cached token is refreshed in the background this long before it
+  /// expires; callers keep getting it meanwhile, until 30 s (or
+  /// refresh_ahead, if smaller) before it expires. Callers wait for the
+  /// network only when no such token is cached, and then one request per
+  /// (alias, scope) is sent however many callers ask (the others wait for
+  /// it, each within its own deadline).
   absl::Duration refresh_ahead = absl::Minutes(5);
   /// Bindings with less lifetime left are not used (see FindOptions).
   absl::Duration min_remaining = absl::Hours(24);
@@ -118,6 +123,9 @@ struct TokenClientMetrics {
   int64_t mints = 0;      ///< bindings this client minted and stored
   int64_t probes = 0;
   int64_t network_retries = 0;
+  /// Token requests made in the background because a cached token entered
+  /// its refresh-ahead window (also counted in token_requests).
+  int64_t refreshes_ahead = 0;
 };
 
 /// Thread-safe: GetToken may be called from several threads at once.

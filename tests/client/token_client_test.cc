@@ -420,6 +420,43 @@ TEST_P(NetworkFailures, BlackholeEndsWithinTheDeadlineNamingThePhase) {
   emulator_->ClearFaults();
 }
 
+// A cached token in its refresh-ahead window is served at once while one
+// background request replaces it (the endpoint takes a second to answer:
+// nobody waits for that), and the replacement is served after.
+TEST_P(TokenClientTest, RefreshAheadServesTheCachedTokenMeanwhile) {
+  ManualClock clock(absl::Now());
+  TokenClientOptions options = Options();
+  options.clock = &clock;
+  ASSERT_NO_FATAL_FAILURE(NewProcessLikeClient(options));
+  auto first = Token();
+  ASSERT_OK(first);
+  const int64_t issued = emulator_->GetCounters().tokens_issued;
+  FaultSpec slow;
+  slow.kind = FaultKind::kDelay;
+  slow.delay = absl::Seconds(1);
+  ASSERT_OK(emulator_->InjectFault(slow));
+  clock.Advance(absl::Minutes(56));  // 4 of its 60 minutes left
+  for (int i = 0; i < 10; ++i) {
+    auto again = Token();
+    ASSERT_OK(again);
+    EXPECT_TRUE(again->from_cache);
+    EXPECT_EQ(again->access_token, first->access_token);
+  }
+  // Served before the (delayed) refresh could land.
+  EXPECT_EQ(emulator_->GetCounters().tokens_issued, issued);
+  for (int i = 0; i < 300 && client_->Metrics().refreshes_ahead == 0; ++i) {
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  EXPECT_EQ(client_->Metrics().refreshes_ahead, 1);
+  EXPECT_EQ(emulator_->GetCounters().tokens_issued, issued + 1);
+  auto refreshed = Token();
+  ASSERT_OK(refreshed);
+  EXPECT_TRUE(refreshed->from_cache);
+  EXPECT_NE(refreshed->access_token, first->access_token);
+  EXPECT_EQ(client_->Metrics().token_requests, 2);
+  client_.reset();  // before the clock it uses
+}
+
 // The platform the issuer named is kept per store with its age: a new
 // process that has to mint asks the issuer to mint, not who it is.
 TEST_P(TokenClientTest, ANewProcessTakesThePlatformFromTheStoreRecord) {
@@ -556,6 +593,83 @@ TEST_P(CrossProcessTest, SixtyFourThreadsInFourProcessesMintOnce) {
   }
   EXPECT_EQ(emulator_->GetCounters().mints, 1);
   EXPECT_EQ(emulator_->GetCounters().by_thumbprint.size(), 1u);
+}
+
+// 4 processes x 64 threads ask for a token of a new scope at once, while
+// the token endpoint takes 300 ms to answer: one token request per
+// process; then the token expires (each process's clock is moved past it)
+// and the same 64 callers ask again: one request per process again. Every
+// caller gets the token its process's one request brought.
+TEST_P(CrossProcessTest, SixtyFourThreadsInFourProcessesSendOneRequestEach) {
+  FirstToken();  // the binding exists; only tokens are asked for below
+  client_.reset();
+  store_.reset();
+  const int64_t issued_before = emulator_->GetCounters().tokens_issued;
+  FaultSpec slow;
+  slow.kind = FaultKind::kDelay;
+  slow.delay = absl::Milliseconds(300);
+  slow.count = 8;
+  ASSERT_OK(emulator_->InjectFault(slow));
+  constexpr int kProcesses = 4;
+  constexpr int kThreads = 64;
+  int go[2];
+  ASSERT_EQ(pipe(go), 0);
+  std::vector<pid_t> children;
+  for (int p = 0; p < kProcesses; ++p) {
+    pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      close(go[1]);
+      char byte;
+      (void)!read(go[0], &byte, 1);
+      auto store = OpenUri(uri_);
+      if (!store.ok()) _exit(2);
+      ManualClock clock(absl::Now());
+      TokenClientOptions options = Options();
+      options.clock = &clock;
+      auto client = TokenClient::Create(store->get(), options);
+      if (!client.ok()) _exit(3);
+      // Exit code: 0, or which check failed.
+      auto round = [&]() -> int {
+        std::atomic<bool> start{false};
+        std::vector<absl::StatusOr<AccessToken>> results(
+            kThreads, absl::UnknownError("not run"));
+        std::vector<std::thread> threads;
+        for (int t = 0; t < kThreads; ++t) {
+          threads.emplace_back([&, t] {
+            while (!start.load()) std::this_thread::yield();
+            results[t] = (*client)->GetToken("https://flight.example");
+          });
+        }
+        start = true;
+        for (auto& thread : threads) thread.join();
+        for (const auto& r : results) {
+          if (!r.ok()) return 10;
+          if (r->access_token != results[0]->access_token) return 11;
+        }
+        return 0;
+      };
+      if (int failed = round(); failed != 0) _exit(failed);
+      if ((*client)->Metrics().token_requests != 1) _exit(12);
+      clock.Advance(absl::Hours(1));  // the emulator's tokens live 3600 s
+      if (int failed = round(); failed != 0) _exit(20 + failed);
+      if ((*client)->Metrics().token_requests != 2) _exit(32);
+      client->reset();
+      _exit(0);
+    }
+    children.push_back(pid);
+  }
+  close(go[0]);
+  close(go[1]);
+  for (pid_t pid : children) {
+    int status = 0;
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
+        << "exit " << (WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+  }
+  EXPECT_EQ(emulator_->GetCounters().tokens_issued - issued_before,
+            2 * kProcesses);
+  emulator_->ClearFaults();
 }
 
 TEST(TokenClientCreateTest, RefusesBadOptions) {
