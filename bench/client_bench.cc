@@ -1,7 +1,8 @@
 // TokenClient against the emulator on loopback, memory over SQLite:
 //   BM_Client_GetToken_Cached     token served from the token cache
 //   BM_Client_GetToken_Fetch      cached binding, token fetched over mTLS
-//                                 (a new connection and full handshake)
+//                                 (a new connection and full handshake:
+//                                 reuse_connections = false)
 //   BM_Floor_Curl_MtlsToken       the same request with bare libcurl and the
 //                                 same certificate and key (PEM files)
 //   BM_Client_MintAndToken        evict, mint (key, CSR, issue, Put), token
@@ -10,6 +11,8 @@
 // certificates, the same binding:
 //   BM_Client_Generic_Fetch       cached binding, token over a new connection
 //   BM_Floor_Curl_NginxToken      bare libcurl, same request, same files
+//   BM_Client_Generic_Reused      the same over the kept-alive connection
+//   BM_Floor_Curl_NginxReused     bare libcurl reusing its connection
 #include <benchmark/benchmark.h>
 #include <curl/curl.h>
 
@@ -62,6 +65,7 @@ ClientFixture& Fixture() {
     TokenClientOptions options;
     options.issuing_url = f->emulator->issuing_url();
     options.server_ca_pem = f->emulator->ca_root_pem();
+    options.reuse_connections = false;  // a full handshake per token
     auto client = TokenClient::Create(f->store.get(), options);
     CheckOk(client.status(), "TokenClient::Create");
     f->client = *std::move(client);
@@ -138,7 +142,8 @@ void BM_Floor_Curl_MtlsToken(benchmark::State& state) {
 struct NginxFixture {
   testing::TempDir dir;
   std::unique_ptr<testing::NginxTokenEndpoint> nginx;
-  std::unique_ptr<TokenClient> client;  // generic mode, same store
+  std::unique_ptr<TokenClient> client;   // generic mode, same store
+  std::unique_ptr<TokenClient> reusing;  // the same, connections kept
   std::string url, server_ca_file, body;
 };
 
@@ -162,9 +167,14 @@ NginxFixture& Nginx() {
         absl::StrCat(f.emulator->client_id(), "#att=0");
     std::ifstream ca(n->server_ca_file);
     options.server_ca_pem.assign(std::istreambuf_iterator<char>(ca), {});
+    options.reuse_connections = false;
     auto client = TokenClient::Create(f.store.get(), options);
     CheckOk(client.status(), "TokenClient::Create (generic)");
     n->client = *std::move(client);
+    options.reuse_connections = true;
+    auto reusing = TokenClient::Create(f.store.get(), options);
+    CheckOk(reusing.status(), "TokenClient::Create (generic, reusing)");
+    n->reusing = *std::move(reusing);
     n->body =
         "grant_type=client_credentials&client_id=bench-client"
         "&scope=https%3A%2F%2Ffloor.example";
@@ -208,6 +218,41 @@ void BM_Floor_Curl_NginxToken(benchmark::State& state) {
   }
 }
 
+void BM_Client_Generic_Reused(benchmark::State& state) {
+  ClientFixture& f = Fixture();
+  NginxFixture& n = Nginx();
+  CheckOk(n.reusing->GetToken(f.NextScope()).status(), "warm-up token");
+  for (auto _ : state) {
+    auto token = n.reusing->GetToken(f.NextScope());  // never cached
+    if (!token.ok()) {
+      state.SkipWithError(token.status().ToString().c_str());
+      break;
+    }
+  }
+}
+
+void BM_Floor_Curl_NginxReused(benchmark::State& state) {
+  ClientFixture& f = Fixture();
+  NginxFixture& n = Nginx();
+  CURL* curl = curl_easy_init();  // its connection cache keeps the connection
+  curl_easy_setopt(curl, CURLOPT_URL, n.url.c_str());
+  curl_easy_setopt(curl, CURLOPT_SSLCERT, f.cert_file.c_str());
+  curl_easy_setopt(curl, CURLOPT_SSLKEY, f.key_file.c_str());
+  curl_easy_setopt(curl, CURLOPT_CAINFO, n.server_ca_file.c_str());
+  curl_easy_setopt(curl, CURLOPT_POSTFIELDS, n.body.c_str());
+  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, Discard);
+  for (auto _ : state) {
+    CURLcode code = curl_easy_perform(curl);
+    long status = 0;
+    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+    if (code != CURLE_OK || status != 200) {
+      state.SkipWithError("bare libcurl token request to nginx failed");
+      break;
+    }
+  }
+  curl_easy_cleanup(curl);
+}
+
 void BM_Client_MintAndToken(benchmark::State& state) {
   ClientFixture& f = Fixture();
   const std::string alias = absl::StrCat(f.emulator->client_id(), "#att=0");
@@ -248,6 +293,12 @@ BENCHMARK(BM_Client_Generic_Fetch)
 BENCHMARK(BM_Floor_Curl_NginxToken)
     ->Unit(benchmark::kMicrosecond)
     ->UseRealTime();
+BENCHMARK(BM_Client_Generic_Reused)
+    ->Unit(benchmark::kMicrosecond)
+    ->UseRealTime();
+BENCHMARK(BM_Floor_Curl_NginxReused)
+    ->Unit(benchmark::kMicrosecond)
+    ->UseRealTime();
 BENCHMARK(BM_Client_MintAndToken)->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK(BM_Client_Recovery)->Unit(benchmark::kMicrosecond)->UseRealTime();
 
@@ -256,6 +307,8 @@ bool RegisterClientRatios() {
                 "BM_Floor_Curl_MtlsToken/real_time", 1.3);
   RegisterRatio("BM_Client_Generic_Fetch/real_time",
                 "BM_Floor_Curl_NginxToken/real_time", 1.2);
+  RegisterRatio("BM_Client_Generic_Reused/real_time",
+                "BM_Floor_Curl_NginxReused/real_time", 1.2);
   RegisterRatio("BM_Client_MintAndToken/real_time",
                 "BM_Floor_Curl_MtlsToken/real_time");
   RegisterRatio("BM_Client_Recovery/real_time",

@@ -28,6 +28,7 @@ struct TlsTrace {
   absl::Time tls_started_at;
   bool certificate_requested = false;
   bool handshake_done = false;
+  bool request_started = false;  // connected (new or reused), TLS done
   int alert_received = -1;
   int alert_sent = -1;
 };
@@ -95,6 +96,12 @@ CURLcode SslContextCallback(CURL*, void* ssl_ctx, void* user) {
   return CURLE_OK;
 }
 
+// Runs once the connection (new or kept-alive) is ready for the request.
+int PrerequestCallback(void* user, char*, char*, int, int) {
+  static_cast<TlsTrace*>(user)->request_started = true;
+  return CURL_PREREQFUNC_OK;
+}
+
 // Where the body goes, up to kMaxResponseBytes; past it the transfer is
 // aborted (returning less than given makes curl stop with a write error).
 struct BodySink {
@@ -114,6 +121,13 @@ size_t AppendBody(char* data, size_t size, size_t count, void* user) {
 }
 
 RequestPhase PhaseOf(CURL* curl, const TlsTrace& trace, bool https) {
+  if (trace.request_started && !trace.tls_started) {
+    // A kept-alive connection: its handshake was an earlier exchange's.
+    long status = 0;
+    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+    return https && status == 0 ? RequestPhase::kFirstRead
+                                : RequestPhase::kResponse;
+  }
   if (https && trace.tls_started && !trace.handshake_done) {
     return RequestPhase::kTlsHandshake;
   }
@@ -150,31 +164,37 @@ struct TransferEnd {
 // separate limits: curl's connect timeout covers TCP and TLS together, so
 // it is only the backstop here. Connect ends when curl builds the TLS
 // context (after TCP connects), the handshake when OpenSSL reports it done.
-TransferEnd RunTransfer(CURL* c, const Deadlines& deadlines, bool https,
-                        const TlsTrace& trace) {
+TransferEnd RunTransfer(CURL* c, CURLM* pooled, const Deadlines& deadlines,
+                        bool https, const TlsTrace& trace) {
   TransferEnd end;
-  std::unique_ptr<CURLM, MultiDeleter> multi(curl_multi_init());
-  if (multi == nullptr || curl_multi_add_handle(multi.get(), c) != CURLM_OK) {
+  std::unique_ptr<CURLM, MultiDeleter> own;
+  if (pooled == nullptr) {
+    own.reset(curl_multi_init());
+  }
+  CURLM* const m = pooled != nullptr ? pooled : own.get();
+  if (m == nullptr || curl_multi_add_handle(m, c) != CURLM_OK) {
     end.code = CURLE_OUT_OF_MEMORY;
     return end;
   }
   const absl::Time start = absl::Now();
   for (;;) {
     int running = 0;
-    if (curl_multi_perform(multi.get(), &running) != CURLM_OK) {
+    if (curl_multi_perform(m, &running) != CURLM_OK) {
       end.code = CURLE_OUT_OF_MEMORY;
       break;
     }
     if (running == 0) {
       int queued = 0;
-      const CURLMsg* message = curl_multi_info_read(multi.get(), &queued);
+      const CURLMsg* message = curl_multi_info_read(m, &queued);
       end.code = message != nullptr && message->msg == CURLMSG_DONE
                      ? message->data.result
                      : CURLE_RECV_ERROR;
       break;
     }
     absl::Time phase_deadline = absl::InfiniteFuture();
-    if (https && !trace.tls_started) {
+    if (trace.request_started) {
+      // Connected (or kept alive) and TLS done: only the total applies.
+    } else if (https && !trace.tls_started) {
       end.phase = RequestPhase::kConnect;
       end.limit = deadlines.connect;
       phase_deadline = start + deadlines.connect;
@@ -195,9 +215,9 @@ TransferEnd RunTransfer(CURL* c, const Deadlines& deadlines, bool https,
         std::min(phase_deadline - now, absl::Seconds(1));
     const int wait_ms = static_cast<int>(std::max<int64_t>(
         1, absl::ToInt64Milliseconds(absl::Ceil(wait, absl::Milliseconds(1)))));
-    curl_multi_poll(multi.get(), nullptr, 0, wait_ms, nullptr);
+    curl_multi_poll(m, nullptr, 0, wait_ms, nullptr);
   }
-  curl_multi_remove_handle(multi.get(), c);
+  curl_multi_remove_handle(m, c);
   return end;
 }
 struct SlistDeleter {
@@ -206,22 +226,49 @@ struct SlistDeleter {
 
 }  // namespace
 
+struct ConnectionPool::Slot {
+  std::mutex busy;  // held by the lease that uses the slot
+  // Declared before `multi`, so that it outlives the connections (closing
+  // one may still run the info callback).
+  TlsTrace trace;
+  std::unique_ptr<CURLM, MultiDeleter> multi{curl_multi_init()};
+  std::unique_ptr<CURL, CurlDeleter> easy{curl_easy_init()};
+};
+
 HttpResult Perform(const HttpRequest& request, const Deadlines& deadlines,
-                   const Entry* client_entry,
-                   const std::string& server_ca_pem) {
+                   const Entry* client_entry, const std::string& server_ca_pem,
+                   ConnectionPool* connections) {
   GlobalInitOnce();
   HttpResult result;
-  std::unique_ptr<CURL, CurlDeleter> curl(curl_easy_init());
   std::unique_ptr<curl_slist, SlistDeleter> headers;
   for (const std::string& header : request.headers) {
     headers.reset(curl_slist_append(headers.release(), header.c_str()));
   }
-  TlsTrace trace;
+  // Only a binding's own pool keeps a connection: it presented that
+  // binding's certificate, which curl cannot tell from its options.
+  ConnectionPool::Lease lease;
+  if (connections != nullptr && client_entry != nullptr) {
+    lease = connections->Acquire(client_entry->thumbprint());
+  }
+  // A kept connection's OpenSSL callbacks point at its slot's trace, which
+  // lives as long as the connection; a one-off connection's at this one.
+  TlsTrace one_off;
+  TlsTrace& trace = lease.slot() != nullptr ? lease.slot()->trace : one_off;
+  trace = TlsTrace{};
   trace.entry = client_entry;
   char error[CURL_ERROR_SIZE] = {0};
   const bool https = absl::StartsWith(request.url, "https://");
 
-  CURL* c = curl.get();
+  // A kept slot reuses its easy handle too (reset: no option carries over).
+  std::unique_ptr<CURL, CurlDeleter> one_off_handle;
+  CURL* c = nullptr;
+  if (lease.slot() != nullptr) {
+    c = lease.slot()->easy.get();
+    curl_easy_reset(c);
+  } else {
+    one_off_handle.reset(curl_easy_init());
+    c = one_off_handle.get();
+  }
   curl_easy_setopt(c, CURLOPT_URL, request.url.c_str());
   curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
@@ -234,7 +281,9 @@ HttpResult Perform(const HttpRequest& request, const Deadlines& deadlines,
   // A larger announced Content-Length is refused before any body is read.
   curl_easy_setopt(c, CURLOPT_MAXFILESIZE_LARGE,
                    static_cast<curl_off_t>(kMaxResponseBytes));
-  curl_easy_setopt(c, CURLOPT_FORBID_REUSE, 1L);
+  curl_easy_setopt(c, CURLOPT_FORBID_REUSE, lease.slot() != nullptr ? 0L : 1L);
+  curl_easy_setopt(c, CURLOPT_PREREQFUNCTION, PrerequestCallback);
+  curl_easy_setopt(c, CURLOPT_PREREQDATA, &trace);
   // curl's connect timeout covers TCP and the TLS handshake: for https it
   // is the backstop of RunTransfer's separate limits.
   curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS,
@@ -261,7 +310,12 @@ HttpResult Perform(const HttpRequest& request, const Deadlines& deadlines,
   }
 
   const absl::Time start = absl::Now();
-  const TransferEnd end = RunTransfer(c, deadlines, https, trace);
+  const TransferEnd end = RunTransfer(
+      c, lease.slot() != nullptr ? lease.slot()->multi.get() : nullptr,
+      deadlines, https, trace);
+  long new_connections = 0;
+  curl_easy_getinfo(c, CURLINFO_NUM_CONNECTS, &new_connections);
+  result.reused_connection = end.code == CURLE_OK && new_connections == 0;
   const CURLcode code = end.code;
   result.elapsed = absl::Now() - start;
 
@@ -294,6 +348,50 @@ HttpResult Perform(const HttpRequest& request, const Deadlines& deadlines,
     result.error = error[0] != '\0' ? error : curl_easy_strerror(code);
   }
   return result;
+}
+
+struct ConnectionPool::State {
+  std::mutex mu;
+  std::string thumbprint;  // whose connections `slot` keeps
+  std::shared_ptr<Slot> slot;
+};
+
+ConnectionPool::ConnectionPool() : state_(std::make_unique<State>()) {}
+ConnectionPool::~ConnectionPool() = default;
+
+ConnectionPool::Lease::~Lease() {
+  if (slot_ != nullptr) {
+    slot_->busy.unlock();
+  }
+}
+
+ConnectionPool::Lease ConnectionPool::Acquire(const std::string& thumbprint) {
+  GlobalInitOnce();
+  std::shared_ptr<Slot> slot;
+  {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    if (state_->slot == nullptr || state_->thumbprint != thumbprint) {
+      // Another binding's connections (if any) close once their last lease
+      // ends: this client has moved on from that credential.
+      state_->slot = std::make_shared<Slot>();
+      state_->thumbprint = thumbprint;
+    }
+    slot = state_->slot;
+  }
+  Lease lease;
+  if (slot->multi != nullptr && slot->easy != nullptr &&
+      slot->busy.try_lock()) {
+    lease.slot_ = std::move(slot);
+  }
+  return lease;
+}
+
+void ConnectionPool::Drop(const std::string& thumbprint) {
+  std::lock_guard<std::mutex> lock(state_->mu);
+  if (state_->thumbprint == thumbprint) {
+    state_->slot.reset();
+    state_->thumbprint.clear();
+  }
 }
 
 }  // namespace certstore::client_internal

@@ -264,6 +264,7 @@ class TokenClientImpl final : public TokenClient {
   FindOptions find_options_;
   client_internal::RejectionLedger rejections_;
   client_internal::StateRecords platform_records_;  // keyed by issuing URL
+  client_internal::ConnectionPool connections_;
 
   mutable absl::Mutex mu_;
   absl::optional<Platform> platform_ ABSL_GUARDED_BY(mu_);
@@ -499,8 +500,12 @@ HttpResult TokenClientImpl::PerformWithRetries(const HttpRequest& request,
     client_internal::Deadlines deadlines = options_.deadlines;
     deadlines.total =
         std::max(call.deadline - absl::Now(), absl::Milliseconds(1));
-    HttpResult r = client_internal::Perform(request, deadlines, entry,
-                                            options_.server_ca_pem);
+    HttpResult r = client_internal::Perform(
+        request, deadlines, entry, options_.server_ca_pem,
+        options_.reuse_connections ? &connections_ : nullptr);
+    if (r.reused_connection) {
+      Count(&TokenClientMetrics::connections_reused);
+    }
     *failure = ClassifyFailure(r.outcome);
     if (*failure == FailureClass::kCredentialIfProbeFails) {
       // Ambiguous abort: the key decides. A healthy key means the network.
@@ -541,6 +546,7 @@ absl::StatusOr<std::shared_ptr<const Entry>> TokenClientImpl::Heal(
   // looking at the store, so a layer that could not be cleared never serves
   // this binding again. Exactly one retry follows (GetToken's loop).
   CERTSTORE_RETURN_IF_ERROR(minter_->Evict(alias).status());
+  connections_.Drop(call.evicted_thumbprint);  // it presented that key
   absl::StatusOr<std::shared_ptr<const Entry>> entry = minter_->GetOrCreate(
       alias, find_options_, [&](absl::string_view a) { return Mint(a, call); });
   if (entry.ok()) {

@@ -181,6 +181,7 @@ absl::Status Emulator::InjectFault(const FaultSpec& fault) {
 }
 void Emulator::ClearFaults() { impl_->state.ClearFaults(); }
 int Emulator::PendingFaults() const { return impl_->state.PendingFaults(); }
+void Emulator::DropKeptAliveConnections() { impl_->state.NextGeneration(); }
 void Emulator::Revoke(absl::string_view thumbprint) {
   impl_->state.Revoke(thumbprint);
 }

@@ -265,6 +265,10 @@ class Emulator {
   void ClearFaults();
   // Remaining uses of every queued fault, summed.
   int PendingFaults() const;
+  // As a server reload does: every kept-alive token connection is closed
+  // at its next request, unanswered, so the client makes a new connection
+  // (and handshake). A pending connection-level fault does the same.
+  void DropKeptAliveConnections();
 
   // From now on the token endpoint answers invalid_client for this leaf.
   // Permanent until Reset.

@@ -237,6 +237,13 @@ std::optional<FaultSpec> EmulatorState::Take(FaultLevel level) {
   return fault;
 }
 
+bool EmulatorState::HasPending(FaultLevel level) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  const std::deque<FaultSpec>& queue =
+      const_cast<EmulatorState*>(this)->QueueFor(level);
+  return !queue.empty() && LevelOf(queue.front().kind) == level;
+}
+
 void EmulatorState::Revoke(absl::string_view thumbprint) {
   std::lock_guard<std::mutex> lock(mu_);
   revoked_.insert(std::string(thumbprint));

@@ -214,16 +214,26 @@ bool Handshake(const ServiceContext& ctx, TlsConn& tls,
 bool ServeTokenRequests(const ServiceContext& ctx, TlsConn& tls, int fd) {
   const std::string thumbprint = Thumbprint(CertificateDer(tls.peer_leaf()));
   bool held = false;
-  ServeRequests(ctx, tls, ctx.options->keep_alive,
-                [&](const HttpRequest& request) -> std::optional<HttpResponse> {
-                  ctx.state->CountRequest();
-                  FaultOutcome outcome = ApplyRequestFault(ctx, fd, thumbprint);
-                  held = outcome.ends_connection;
-                  if (held || outcome.response.has_value()) {
-                    return outcome.response;
-                  }
-                  return IssueToken(ctx, request, thumbprint);
-                });
+  int served = 0;
+  const int64_t generation = ctx.state->Generation();
+  ServeRequests(
+      ctx, tls, ctx.options->keep_alive,
+      [&](const HttpRequest& request) -> std::optional<HttpResponse> {
+        // A connection-level fault waits for a new connection: a kept-alive
+        // one is closed unanswered, as a server reload does, and the client
+        // reconnects into it. DropKeptAliveConnections does the same.
+        if (served++ > 0 && (ctx.state->HasPending(FaultLevel::kConnection) ||
+                             ctx.state->Generation() != generation)) {
+          return std::nullopt;
+        }
+        ctx.state->CountRequest();
+        FaultOutcome outcome = ApplyRequestFault(ctx, fd, thumbprint);
+        held = outcome.ends_connection;
+        if (held || outcome.response.has_value()) {
+          return outcome.response;
+        }
+        return IssueToken(ctx, request, thumbprint);
+      });
   return held;
 }
 

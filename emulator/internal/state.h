@@ -7,6 +7,7 @@
 #ifndef CERTSTORE_EMULATOR_INTERNAL_STATE_H_
 #define CERTSTORE_EMULATOR_INTERNAL_STATE_H_
 
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <mutex>
@@ -49,6 +50,13 @@ class EmulatorState {
   // Uses one count of the head fault of `level`'s queue when the head is of
   // that level; nullopt otherwise. Counts it as applied.
   std::optional<FaultSpec> Take(FaultLevel level);
+  // True when the head of `level`'s queue is a fault of that level (it
+  // waits for a new connection).
+  bool HasPending(FaultLevel level) const;
+  // Connections opened before the generation changed are closed at their
+  // next request (Emulator::DropKeptAliveConnections).
+  int64_t Generation() const { return generation_.load(); }
+  void NextGeneration() { generation_.fetch_add(1); }
 
   void Revoke(absl::string_view thumbprint);
   bool IsRevoked(absl::string_view thumbprint) const;
@@ -79,6 +87,7 @@ class EmulatorState {
   absl::StatusOr<TokenClaims> DecodeToken(absl::string_view token) const;
 
  private:
+  std::atomic<int64_t> generation_{0};
   std::deque<FaultSpec>& QueueFor(FaultLevel level);  // mu_ held
   std::string Mac(absl::string_view payload) const;
 

@@ -66,6 +66,10 @@ struct TokenClientOptions {
   /// Alias suffix "#att=1" instead of "#att=0".
   bool attestation = false;
   RequestDeadlines deadlines;
+  /// Token requests with the same binding share one kept-alive connection
+  /// (closed when the binding is evicted or replaced). false: a new
+  /// connection and full handshake for every request.
+  bool reuse_connections = true;
   /// Network failures: at most this many attempts per request, exponential
   /// backoff from initial_backoff (x2, +/- 25 % jitter) up to max_backoff; a
   /// server's Retry-After is honoured when it fits the deadline.
@@ -126,6 +130,9 @@ struct TokenClientMetrics {
   /// Token requests made in the background because a cached token entered
   /// its refresh-ahead window (also counted in token_requests).
   int64_t refreshes_ahead = 0;
+  /// Token requests sent over a kept-alive connection (one per binding is
+  /// kept; it closes when the binding is evicted or replaced).
+  int64_t connections_reused = 0;
 };
 
 /// Thread-safe: GetToken may be called from several threads at once.

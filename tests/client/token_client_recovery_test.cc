@@ -99,7 +99,9 @@ TEST_F(RecoveryTest, Pkcs11KeyDeletedUnderALiveProcessHeals) {
   // Another process deletes the private key object from the token.
   ASSERT_OK(Token().Pkcs11Tool(
       absl::StrCat("--delete-object --type privkey --label '", Alias(), "'")));
-  // The next handshake fails to sign on the token: evict, mint, retry.
+  // The server reloads, so the next request needs a new handshake, which
+  // fails to sign on the token: evict, mint, retry.
+  emulator_->DropKeptAliveConnections();
   ASSERT_NO_FATAL_FAILURE(
       ExpectHealedOnce(first->thumbprint, "https://p11-after.example"));
   EXPECT_EQ(client_->Metrics().evictions, 1);
@@ -184,6 +186,8 @@ TEST_F(RecoveryTest, TwentyExternallyDeletedTokenKeysLeaveOnePair) {
         << "round " << round;
     if (restart) {
       ASSERT_NO_FATAL_FAILURE(Open(uri));
+    } else {
+      emulator_->DropKeptAliveConnections();  // the next request handshakes
     }
     auto token =
         client_->GetToken(absl::StrCat("https://hygiene.example/", round));

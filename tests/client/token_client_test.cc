@@ -420,6 +420,28 @@ TEST_P(NetworkFailures, BlackholeEndsWithinTheDeadlineNamingThePhase) {
   emulator_->ClearFaults();
 }
 
+// Token requests with one binding share one kept-alive mTLS connection;
+// when the binding is evicted (here: revoked, invalid_client) its
+// connection goes with it, and the new binding gets its own.
+TEST_P(TokenClientTest, ConnectionIsKeptPerBindingAndDroppedWithIt) {
+  const std::string first = FirstToken();
+  for (int i = 1; i <= 3; ++i) {
+    ASSERT_OK(client_->GetToken(absl::StrCat("https://kept", i, ".example")));
+  }
+  EXPECT_EQ(client_->Metrics().connections_reused, 3);
+  EXPECT_EQ(emulator_->GetCounters().connections, 1);
+  emulator_->Revoke(first);
+  auto healed = client_->GetToken("https://after-revoke.example");
+  ASSERT_OK(healed);
+  EXPECT_TRUE(healed->healed);
+  EXPECT_NE(healed->thumbprint, first);
+  EXPECT_EQ(emulator_->GetCounters().connections, 2);
+  ASSERT_OK(client_->GetToken("https://after-revoke2.example"));
+  EXPECT_EQ(emulator_->GetCounters().connections, 2);
+  EXPECT_EQ(client_->Metrics().connections_reused, 5);
+  EXPECT_EQ(emulator_->GetCounters().For(healed->thumbprint).tokens, 2);
+}
+
 // A cached token in its refresh-ahead window is served at once while one
 // background request replaces it (the endpoint takes a second to answer:
 // nobody waits for that), and the replacement is served after.

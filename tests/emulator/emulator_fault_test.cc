@@ -222,13 +222,19 @@ TEST_P(FaultTest, HangResponseHoldsTheAnswerUntilTheClientGivesUp) {
 TEST_P(FaultTest, ConnectionFaultsWaitForANewConnection) {
   Client kept(WithBinding(*emulator_, binding_, GetParam()));
   ASSERT_EQ(kept.Token(*emulator_).status, 200);
+  const int64_t connections = emulator_->GetCounters().connections;
   Inject(FaultKind::kResetDuringHandshake);
-  // A request on the open connection does not consume the handshake fault…
-  EXPECT_EQ(kept.Token(*emulator_).status, 200);
-  EXPECT_EQ(emulator_->PendingFaults(), 1);
-  // …the next new connection does.
-  EXPECT_EQ(Request().curl, CURLE_SSL_CONNECT_ERROR);
+  // The open connection is closed at its next request, unanswered (as a
+  // server reload does); curl reconnects, and the new connection takes the
+  // handshake fault.
+  EXPECT_EQ(kept.Token(*emulator_).curl, CURLE_SSL_CONNECT_ERROR);
   EXPECT_EQ(emulator_->PendingFaults(), 0);
+  EXPECT_EQ(emulator_->GetCounters().connections, connections + 1);
+  // Without a fault pending, kept-alive connections serve as before.
+  Client again(WithBinding(*emulator_, binding_, GetParam()));
+  ASSERT_EQ(again.Token(*emulator_).status, 200);
+  EXPECT_EQ(again.Token(*emulator_).status, 200);
+  EXPECT_EQ(emulator_->GetCounters().connections, connections + 2);
 }
 
 TEST_P(FaultTest, StopReturnsPromptlyWithHungConnections) {
