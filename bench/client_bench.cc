@@ -13,6 +13,14 @@
 //   BM_Floor_Curl_NginxToken      bare libcurl, same request, same files
 //   BM_Client_Generic_Reused      the same over the kept-alive connection
 //   BM_Floor_Curl_NginxReused     bare libcurl reusing its connection
+// and a cold start: a new `certstore token` process with the binding
+// persisted (sqlite, PEM directory) gets its first token from nginx:
+//   BM_Client_ColdStart/{sqlite,file}
+//   BM_Floor_ColdStart/{sqlite,file}  the `curl` command doing the same
+//                                 request with the same files (a new process,
+//                                 a full handshake) + a cold Find here
+//   BM_ColdStart_Part_*           where the time goes: process start,
+//                                 store open, open + cold Find
 #include <benchmark/benchmark.h>
 #include <curl/curl.h>
 
@@ -32,6 +40,7 @@
 #include "emulator/emulator.h"
 #include "tests/support/loopback.h"
 #include "tests/support/nginx.h"
+#include "tests/support/subprocess.h"
 #include "tests/support/temp_dir.h"
 
 namespace certstore::bench {
@@ -253,6 +262,101 @@ void BM_Floor_Curl_NginxReused(benchmark::State& state) {
   curl_easy_cleanup(curl);
 }
 
+// The binding of Fixture() persisted in a sqlite file and a PEM directory,
+// for new processes.
+struct ColdStartFixture {
+  testing::TempDir dir;
+  std::string alias;
+  std::string uris[2];  // sqlite, file
+  std::string state_env;
+};
+
+ColdStartFixture& ColdStart() {
+  static ColdStartFixture* const fixture = [] {
+    ClientFixture& f = Fixture();
+    auto* c = new ColdStartFixture();
+    c->alias = absl::StrCat(f.emulator->client_id(), "#att=0");
+    auto entry = f.store->Find(c->alias);
+    CheckOk(entry.status(), "Find");
+    c->uris[0] = absl::StrCat("sqlite:", c->dir.path(), "/cold.db");
+    c->uris[1] = absl::StrCat("file:", c->dir.path(), "/cold-certs");
+    for (const std::string& uri : c->uris) {
+      auto store = OpenStore(uri);
+      CheckOk(store.status(), "OpenStore");
+      CheckOk((*store)->Put(*entry), "Put");
+    }
+    c->state_env = absl::StrCat("XDG_STATE_HOME=", c->dir.path(), "/state");
+    return c;
+  }();
+  return *fixture;
+}
+
+void CheckExit(const testing::ProcessResult& r, benchmark::State& state,
+               const char* what) {
+  if (r.exit_code != 0) {
+    state.SkipWithError(absl::StrCat(what, " failed: ", r.err).c_str());
+  }
+}
+
+void BM_Client_ColdStart(benchmark::State& state) {
+  ClientFixture& f = Fixture();
+  NginxFixture& n = Nginx();
+  ColdStartFixture& c = ColdStart();
+  testing::ProcessOptions options;
+  options.env = {c.state_env};
+  for (auto _ : state) {
+    testing::ProcessResult r = testing::RunProcess(
+        {CERTSTORE_CLI_BINARY, "--store", c.uris[state.range(0)], "token",
+         "--token-endpoint", n.url, "--client-id", "bench-client", "--alias",
+         c.alias, "--server-ca", n.server_ca_file, "--scope", f.NextScope()},
+        options);
+    CheckExit(r, state, "certstore token");
+    if (r.exit_code != 0) break;
+  }
+}
+
+void BM_Floor_ColdStart(benchmark::State& state) {
+  ClientFixture& f = Fixture();
+  NginxFixture& n = Nginx();
+  ColdStartFixture& c = ColdStart();
+  for (auto _ : state) {
+    testing::ProcessResult r = testing::RunProcess(
+        {"curl", "-sf", "-o", "/dev/null", "--cert", f.cert_file, "--key",
+         f.key_file, "--cacert", n.server_ca_file, "-d", n.body, n.url});
+    CheckExit(r, state, "curl");
+    if (r.exit_code != 0) break;
+    auto store = OpenStore(c.uris[state.range(0)]);
+    auto entry = (*store)->Find(c.alias);
+    benchmark::DoNotOptimize(entry);
+  }
+}
+
+void BM_ColdStart_Part_ProcessStart(benchmark::State& state) {
+  for (auto _ : state) {
+    testing::ProcessResult r =
+        testing::RunProcess({CERTSTORE_CLI_BINARY, "--help"});
+    CheckExit(r, state, "certstore --help");
+    if (r.exit_code != 0) break;
+  }
+}
+
+void BM_ColdStart_Part_StoreOpen(benchmark::State& state) {
+  ColdStartFixture& c = ColdStart();
+  for (auto _ : state) {
+    auto store = OpenStore(c.uris[state.range(0)]);
+    benchmark::DoNotOptimize(store);
+  }
+}
+
+void BM_ColdStart_Part_OpenAndFind(benchmark::State& state) {
+  ColdStartFixture& c = ColdStart();
+  for (auto _ : state) {
+    auto store = OpenStore(c.uris[state.range(0)]);
+    auto entry = (*store)->Find(c.alias);
+    benchmark::DoNotOptimize(entry);
+  }
+}
+
 void BM_Client_MintAndToken(benchmark::State& state) {
   ClientFixture& f = Fixture();
   const std::string alias = absl::StrCat(f.emulator->client_id(), "#att=0");
@@ -299,6 +403,31 @@ BENCHMARK(BM_Client_Generic_Reused)
 BENCHMARK(BM_Floor_Curl_NginxReused)
     ->Unit(benchmark::kMicrosecond)
     ->UseRealTime();
+BENCHMARK(BM_Client_ColdStart)
+    ->ArgName("sqlite0_file1")
+    ->Arg(0)
+    ->Arg(1)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK(BM_Floor_ColdStart)
+    ->ArgName("sqlite0_file1")
+    ->Arg(0)
+    ->Arg(1)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK(BM_ColdStart_Part_ProcessStart)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK(BM_ColdStart_Part_StoreOpen)
+    ->ArgName("sqlite0_file1")
+    ->Arg(0)
+    ->Arg(1)
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_ColdStart_Part_OpenAndFind)
+    ->ArgName("sqlite0_file1")
+    ->Arg(0)
+    ->Arg(1)
+    ->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_Client_MintAndToken)->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK(BM_Client_Recovery)->Unit(benchmark::kMicrosecond)->UseRealTime();
 
@@ -309,6 +438,7 @@ bool RegisterClientRatios() {
                 "BM_Floor_Curl_NginxToken/real_time", 1.2);
   RegisterRatio("BM_Client_Generic_Reused/real_time",
                 "BM_Floor_Curl_NginxReused/real_time", 1.2);
+  RegisterRatio("BM_Client_ColdStart", "BM_Floor_ColdStart", 1.2);
   RegisterRatio("BM_Client_MintAndToken/real_time",
                 "BM_Floor_Curl_MtlsToken/real_time");
   RegisterRatio("BM_Client_Recovery/real_time",
