@@ -696,6 +696,8 @@ absl::StatusOr<int> RunProbe(CommandContext& context, const AliasFlags& flags) {
 absl::StatusOr<int> RunToken(CommandContext& context, const TokenFlags& flags) {
   Output& out = context.out();
   TokenClientOptions options;
+  // One token and exit: a spare key would be made only to be thrown away.
+  options.spare_keys = false;
   options.issuing_url = flags.issuing_url;
   if (options.issuing_url.empty()) {
     const char* env = std::getenv("CERTSTORE_ISSUING_URL");

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <deque>
+#include <functional>
 #include <random>
 #include <thread>
 #include <utility>
@@ -185,8 +186,8 @@ class TokenClientImpl final : public TokenClient {
       absl::MutexLock lock(&mu_);
       stopping_ = true;
     }
-    if (refresher_.joinable()) {
-      refresher_.join();
+    if (background_.joinable()) {
+      background_.join();
     }
   }
 
@@ -252,9 +253,18 @@ class TokenClientImpl final : public TokenClient {
                                          Call& call);
   void RefreshInBackground(const std::string& scope)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void RefreshLoop();
-  bool RefreshWorkReady() const ABSL_SHARED_LOCKS_REQUIRED(mu_) {
-    return stopping_ || !refresh_queue_.empty();
+  void Refresh(const std::string& scope);
+  // Prepares the key of the next binding for `alias` (a store that makes
+  // keys in process only), so that a re-mint need not wait for keygen.
+  void PrepareSpareKey(const std::string& alias)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::shared_ptr<const Key> TakeSpareKey(const std::string& alias);
+  // One background thread runs the jobs, in order; started at the first.
+  void RunInBackground(std::function<void()> job)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void BackgroundLoop();
+  bool BackgroundWorkReady() const ABSL_SHARED_LOCKS_REQUIRED(mu_) {
+    return stopping_ || !jobs_.empty();
   }
 
   CertStore* const store_;
@@ -273,14 +283,17 @@ class TokenClientImpl final : public TokenClient {
   // Keyed by alias NUL scope.
   absl::flat_hash_map<std::string, std::shared_ptr<Flight>> flights_
       ABSL_GUARDED_BY(mu_);
-  // Scopes whose token is to be refreshed ahead of expiry, and those queued
-  // or being refreshed (each once).
-  std::deque<std::string> refresh_queue_ ABSL_GUARDED_BY(mu_);
+  std::deque<std::function<void()>> jobs_ ABSL_GUARDED_BY(mu_);
+  // Scopes queued or being refreshed ahead of expiry (each once).
   absl::flat_hash_set<std::string> refreshing_ ABSL_GUARDED_BY(mu_);
+  // Spare keys, ready or being made, per alias.
+  absl::flat_hash_map<std::string, std::shared_ptr<const Key>> spares_
+      ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_set<std::string> spares_pending_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  // Started (under mu_) at the first refresh; joined by the destructor once
+  // Started (under mu_) at the first job; joined by the destructor once
   // stopping_ is set, after which it is never started.
-  std::thread refresher_;
+  std::thread background_;
   TokenClientMetrics metrics_ ABSL_GUARDED_BY(mu_);
 };
 
@@ -460,8 +473,17 @@ absl::StatusOr<std::shared_ptr<const Entry>> TokenClientImpl::Mint(
   }
   CERTSTORE_ASSIGN_OR_RETURN(Platform platform, GetPlatform(call));
   absl::StatusOr<std::shared_ptr<const Key>> key =
-      store_->CreateKey(alias, options_.key_spec);
+      TakeSpareKey(std::string(alias));
+  if (*key == nullptr) {
+    key = store_->CreateKey(alias, options_.key_spec);
+  }
   CERTSTORE_RETURN_IF_ERROR(WithContext(key.status(), context));
+  if (options_.spare_keys && !absl::StartsWith((*key)->location(), "pkcs11:")) {
+    // A key made in process: make the next one now, off the critical path
+    // of the next re-mint. (A token key would be an object on the token.)
+    absl::MutexLock lock(&mu_);
+    PrepareSpareKey(std::string(alias));
+  }
   CERTSTORE_ASSIGN_OR_RETURN(
       std::string csr,
       client_internal::MakeCsr(**key, platform.client_id, platform.tenant_id));
@@ -646,49 +668,89 @@ absl::StatusOr<AccessToken> TokenClientImpl::SingleFlight(
   return flight->result;
 }
 
-void TokenClientImpl::RefreshInBackground(const std::string& scope) {
-  if (stopping_ || !refreshing_.insert(scope).second) {
-    return;  // queued or under way already
+void TokenClientImpl::RunInBackground(std::function<void()> job) {
+  if (stopping_) {
+    return;
   }
-  refresh_queue_.push_back(scope);
-  if (!refresher_.joinable()) {
-    refresher_ = std::thread([this] { RefreshLoop(); });
+  jobs_.push_back(std::move(job));
+  if (!background_.joinable()) {
+    background_ = std::thread([this] { BackgroundLoop(); });
   }
 }
 
-void TokenClientImpl::RefreshLoop() {
+void TokenClientImpl::BackgroundLoop() {
   for (;;) {
-    std::string scope;
+    std::function<void()> job;
     {
       absl::MutexLock lock(&mu_);
-      mu_.Await(absl::Condition(this, &TokenClientImpl::RefreshWorkReady));
+      mu_.Await(absl::Condition(this, &TokenClientImpl::BackgroundWorkReady));
       if (stopping_) {
         return;
       }
-      scope = std::move(refresh_queue_.front());
-      refresh_queue_.pop_front();
+      job = std::move(jobs_.front());
+      jobs_.pop_front();
     }
-    Call call;
-    call.scope = scope;
-    call.deadline = absl::Now() + options_.deadlines.total;
-    absl::StatusOr<AccessToken> token = [&]() -> absl::StatusOr<AccessToken> {
-      CERTSTORE_ASSIGN_OR_RETURN(const std::string alias, Alias(call));
-      CERTSTORE_ASSIGN_OR_RETURN(std::shared_ptr<const Entry> entry,
-                                 Binding(alias, call));
-      return SingleFlight(alias, std::move(entry), call, /*refresh=*/true);
-    }();
-    if (!token.ok()) {
-      // The cached token is served until its last margin; after that
-      // callers ask themselves and see the error.
-      Log(LogLevel::kWarning, absl::StrCat("refresh ahead of expiry failed: ",
-                                           token.status().ToString()));
-    }
-    absl::MutexLock lock(&mu_);
-    if (token.ok() && !token->from_cache) {
-      ++metrics_.refreshes_ahead;
-    }
-    refreshing_.erase(scope);
+    job();
   }
+}
+
+void TokenClientImpl::RefreshInBackground(const std::string& scope) {
+  if (!refreshing_.insert(scope).second) {
+    return;  // queued or under way already
+  }
+  RunInBackground([this, scope] { Refresh(scope); });
+}
+
+void TokenClientImpl::Refresh(const std::string& scope) {
+  Call call;
+  call.scope = scope;
+  call.deadline = absl::Now() + options_.deadlines.total;
+  absl::StatusOr<AccessToken> token = [&]() -> absl::StatusOr<AccessToken> {
+    CERTSTORE_ASSIGN_OR_RETURN(const std::string alias, Alias(call));
+    CERTSTORE_ASSIGN_OR_RETURN(std::shared_ptr<const Entry> entry,
+                               Binding(alias, call));
+    return SingleFlight(alias, std::move(entry), call, /*refresh=*/true);
+  }();
+  if (!token.ok()) {
+    // The cached token is served until its last margin; after that
+    // callers ask themselves and see the error.
+    Log(LogLevel::kWarning, absl::StrCat("refresh ahead of expiry failed: ",
+                                         token.status().ToString()));
+  }
+  absl::MutexLock lock(&mu_);
+  if (token.ok() && !token->from_cache) {
+    ++metrics_.refreshes_ahead;
+  }
+  refreshing_.erase(scope);
+}
+
+void TokenClientImpl::PrepareSpareKey(const std::string& alias) {
+  if (spares_.contains(alias) || !spares_pending_.insert(alias).second) {
+    return;
+  }
+  RunInBackground([this, alias] {
+    absl::StatusOr<std::shared_ptr<const Key>> key =
+        store_->CreateKey(alias, options_.key_spec);
+    absl::MutexLock lock(&mu_);
+    spares_pending_.erase(alias);
+    if (key.ok()) {
+      spares_[alias] = *std::move(key);
+      ++metrics_.spare_keys_made;
+    }
+  });
+}
+
+std::shared_ptr<const Key> TokenClientImpl::TakeSpareKey(
+    const std::string& alias) {
+  absl::MutexLock lock(&mu_);
+  auto it = spares_.find(alias);
+  if (it == spares_.end()) {
+    return nullptr;
+  }
+  std::shared_ptr<const Key> key = std::move(it->second);
+  spares_.erase(it);
+  ++metrics_.spare_keys_used;
+  return key;
 }
 
 absl::StatusOr<AccessToken> TokenClientImpl::TokenFromResponse(

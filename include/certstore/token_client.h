@@ -63,6 +63,11 @@ struct TokenClientOptions {
   /// Key made for a new binding (CreateKey on the store: on the token for
   /// PKCS#11, in process otherwise).
   KeySpec key_spec;
+  /// After a mint with a key made in process (every store but PKCS#11),
+  /// the key of the next binding is made in the background, so that a
+  /// re-mint after a credential failure does not wait for key generation
+  /// (an RSA-2048 key takes about 0.3 s). Kept in memory only.
+  bool spare_keys = true;
   /// Alias suffix "#att=1" instead of "#att=0".
   bool attestation = false;
   RequestDeadlines deadlines;
@@ -133,6 +138,9 @@ struct TokenClientMetrics {
   /// Token requests sent over a kept-alive connection (one per binding is
   /// kept; it closes when the binding is evicted or replaced).
   int64_t connections_reused = 0;
+  /// Spare keys made in the background, and mints that used one.
+  int64_t spare_keys_made = 0;
+  int64_t spare_keys_used = 0;
 };
 
 /// Thread-safe: GetToken may be called from several threads at once.
