@@ -21,6 +21,11 @@
 //                                 a full handshake) + a cold Find here
 //   BM_ColdStart_Part_*           where the time goes: process start,
 //                                 store open, open + cold Find
+// and recovery with RSA-2048 keys (invalid_client, evict, mint, retry):
+//   BM_Client_RecoveryRsa/spare:{0,1}  without and with a spare key
+//   BM_Floor_IssueAndTwoTokens    bare libcurl: one issuecredential request
+//                                 (CSR made beforehand) + two token requests
+//                                 on new connections
 #include <benchmark/benchmark.h>
 #include <curl/curl.h>
 
@@ -31,12 +36,15 @@
 #include <memory>
 #include <string>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "bench/bench_util.h"
 #include "bench/ratio_reporter.h"
 #include "certstore/chain.h"
 #include "certstore/open_store.h"
 #include "certstore/token_client.h"
+#include "client/csr.h"
 #include "emulator/emulator.h"
 #include "tests/support/loopback.h"
 #include "tests/support/nginx.h"
@@ -384,6 +392,113 @@ void BM_Client_Recovery(benchmark::State& state) {
   }
 }
 
+// A client of its own with RSA-2048 keys, over its own SQLite file.
+struct RsaFixture {
+  testing::TempDir dir;
+  std::unique_ptr<LayeredStore> store;
+  std::unique_ptr<TokenClient> clients[2];  // spare_keys off, on
+  std::string csr_body;                     // for the floor's issue request
+};
+
+RsaFixture& Rsa() {
+  static RsaFixture* const fixture = [] {
+    ClientFixture& f = Fixture();
+    auto* r = new RsaFixture();
+    auto store =
+        OpenStore(absl::StrCat("memory:,sqlite:", r->dir.path(), "/rsa.db"));
+    CheckOk(store.status(), "OpenStore");
+    r->store = *std::move(store);
+    for (int spare = 0; spare < 2; ++spare) {
+      TokenClientOptions options;
+      options.issuing_url = f.emulator->issuing_url();
+      options.server_ca_pem = f.emulator->ca_root_pem();
+      options.key_spec.type = KeyType::kRsa2048;
+      options.spare_keys = spare == 1;
+      options.state_dir = r->dir.path();
+      auto client = TokenClient::Create(r->store.get(), options);
+      CheckOk(client.status(), "TokenClient::Create (RSA)");
+      r->clients[spare] = *std::move(client);
+    }
+    auto key = GenerateSoftwareKey(KeySpec{KeyType::kRsa2048});
+    CheckOk(key.status(), "RSA key");
+    auto csr = client_internal::MakeCsr(**key, f.emulator->client_id(),
+                                        f.emulator->tenant_id());
+    CheckOk(csr.status(), "CSR");
+    r->csr_body = absl::StrCat("{\"csr\":\"", absl::Base64Escape(*csr), "\"}");
+    return r;
+  }();
+  return *fixture;
+}
+
+void BM_Client_RecoveryRsa(benchmark::State& state) {
+  ClientFixture& f = Fixture();
+  RsaFixture& r = Rsa();
+  TokenClient& client = *r.clients[state.range(0)];
+  CheckOk(client.GetToken(f.NextScope()).status(), "first RSA token");
+  emulator::FaultSpec fault;
+  fault.kind = emulator::FaultKind::kInvalidClient;
+  for (auto _ : state) {
+    state.PauseTiming();
+    // With spares on, the next key is ready before the failure comes (a
+    // second or more after the last mint, as in service).
+    for (int i = 0;
+         i < 500 && state.range(0) == 1 &&
+         client.Metrics().spare_keys_made <= client.Metrics().spare_keys_used;
+         ++i) {
+      absl::SleepFor(absl::Milliseconds(5));
+    }
+    CheckOk(f.emulator->InjectFault(fault), "inject");
+    state.ResumeTiming();
+    auto token = client.GetToken(f.NextScope());
+    if (!token.ok() || !token->healed) {
+      state.SkipWithError("recovery did not heal");
+      break;
+    }
+  }
+}
+
+void BM_Floor_IssueAndTwoTokens(benchmark::State& state) {
+  ClientFixture& f = Fixture();
+  RsaFixture& r = Rsa();
+  const std::string token_url = f.emulator->token_endpoint();
+  const std::string issue_url =
+      absl::StrCat(f.emulator->issuing_url(),
+                   "/metadata/identity/issuecredential?cred-api-version=2.0");
+  auto token_request = [&]() {
+    CURL* curl = curl_easy_init();
+    curl_easy_setopt(curl, CURLOPT_URL, token_url.c_str());
+    curl_easy_setopt(curl, CURLOPT_SSLCERT, f.cert_file.c_str());
+    curl_easy_setopt(curl, CURLOPT_SSLKEY, f.key_file.c_str());
+    curl_easy_setopt(curl, CURLOPT_CAINFO, f.ca_file.c_str());
+    curl_easy_setopt(curl, CURLOPT_POSTFIELDS, f.body.c_str());
+    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, Discard);
+    curl_easy_setopt(curl, CURLOPT_FORBID_REUSE, 1L);
+    const bool ok = curl_easy_perform(curl) == CURLE_OK;
+    curl_easy_cleanup(curl);
+    return ok;
+  };
+  curl_slist* headers = curl_slist_append(nullptr, "Metadata: true");
+  headers = curl_slist_append(headers, "Content-Type: application/json");
+  for (auto _ : state) {
+    bool ok = token_request();
+    CURL* curl = curl_easy_init();
+    curl_easy_setopt(curl, CURLOPT_URL, issue_url.c_str());
+    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(curl, CURLOPT_POSTFIELDS, r.csr_body.c_str());
+    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, Discard);
+    long status = 0;
+    ok = ok && curl_easy_perform(curl) == CURLE_OK;
+    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_cleanup(curl);
+    ok = ok && status == 200 && token_request();
+    if (!ok) {
+      state.SkipWithError("bare libcurl issue + tokens failed");
+      break;
+    }
+  }
+  curl_slist_free_all(headers);
+}
+
 BENCHMARK(BM_Client_GetToken_Cached)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_Client_GetToken_Fetch)
     ->Unit(benchmark::kMicrosecond)
@@ -428,6 +543,15 @@ BENCHMARK(BM_ColdStart_Part_OpenAndFind)
     ->Arg(0)
     ->Arg(1)
     ->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_Client_RecoveryRsa)
+    ->ArgName("spare")
+    ->Arg(0)
+    ->Arg(1)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK(BM_Floor_IssueAndTwoTokens)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 BENCHMARK(BM_Client_MintAndToken)->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK(BM_Client_Recovery)->Unit(benchmark::kMicrosecond)->UseRealTime();
 
@@ -439,6 +563,10 @@ bool RegisterClientRatios() {
   RegisterRatio("BM_Client_Generic_Reused/real_time",
                 "BM_Floor_Curl_NginxReused/real_time", 1.2);
   RegisterRatio("BM_Client_ColdStart", "BM_Floor_ColdStart", 1.2);
+  RegisterRatio("BM_Client_RecoveryRsa/spare:1/real_time",
+                "BM_Floor_IssueAndTwoTokens/real_time", 1.2);
+  RegisterRatio("BM_Client_RecoveryRsa/spare:0/real_time",
+                "BM_Floor_IssueAndTwoTokens/real_time");
   RegisterRatio("BM_Client_MintAndToken/real_time",
                 "BM_Floor_Curl_MtlsToken/real_time");
   RegisterRatio("BM_Client_Recovery/real_time",
