@@ -75,6 +75,9 @@ struct Flight {
 // refresh_ahead, when smaller), however late its background refresh is.
 constexpr absl::Duration kLastServedMargin = absl::Seconds(30);
 
+// Past this many cached tokens, expired ones are dropped at each insert.
+constexpr size_t kPruneTokensAbove = 256;
+
 // Text a server chose, for a message: escaped (control bytes, invalid
 // UTF-8) and shortened, so that a hostile server cannot forge log lines or
 // flood them.
@@ -197,6 +200,7 @@ class TokenClientImpl final : public TokenClient {
     absl::MutexLock lock(&mu_);
     TokenClientMetrics metrics = metrics_;
     metrics.mints = minter_->Metrics().mints;
+    metrics.cached_tokens = static_cast<int64_t>(tokens_.size());
     return metrics;
   }
 
@@ -931,6 +935,14 @@ absl::StatusOr<AccessToken> TokenClientImpl::FetchToken(
         rejections_.Clear(alias);  // served: the budget starts afresh
       }
       absl::MutexLock lock(&mu_);
+      if (tokens_.size() >= kPruneTokensAbove) {
+        // Callers with ever new scopes (or bindings) would otherwise grow
+        // the cache without end: expired tokens go.
+        const absl::Time now = clock_->Now();
+        absl::erase_if(tokens_, [now](const auto& kv) {
+          return kv.second.expires_at <= now;
+        });
+      }
       tokens_[absl::StrCat(alias, std::string(1, '\0'), call.scope,
                            std::string(1, '\0'), entry->thumbprint())] = token;
       return token;

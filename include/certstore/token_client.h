@@ -141,6 +141,9 @@ struct TokenClientMetrics {
   /// Spare keys made in the background, and mints that used one.
   int64_t spare_keys_made = 0;
   int64_t spare_keys_used = 0;
+  /// Tokens in the cache now (expired ones are dropped once there are more
+  /// than 256).
+  int64_t cached_tokens = 0;
 };
 
 /// Thread-safe: GetToken may be called from several threads at once.

@@ -463,6 +463,23 @@ TEST_P(TokenClientTest, ReMintUsesTheSpareKeyMadeAhead) {
   EXPECT_EQ(BoundThumbprint(*healed), healed->thumbprint);
 }
 
+// A caller asking for ever new scopes does not grow the token cache
+// without end: once it holds more than 256 tokens, expired ones go.
+TEST_P(TokenClientTest, ExpiredTokensLeaveTheCache) {
+  ManualClock clock(absl::Now());
+  TokenClientOptions options = Options();
+  options.clock = &clock;
+  ASSERT_NO_FATAL_FAILURE(NewProcessLikeClient(options));
+  for (int i = 0; i < 300; ++i) {
+    ASSERT_OK(client_->GetToken(absl::StrCat("https://many", i, ".example")));
+  }
+  EXPECT_EQ(client_->Metrics().cached_tokens, 300);
+  clock.Advance(absl::Hours(2));  // every one of them has expired
+  ASSERT_OK(client_->GetToken("https://one-more.example"));
+  EXPECT_EQ(client_->Metrics().cached_tokens, 1);
+  client_.reset();  // before the clock it uses
+}
+
 // A cached token in its refresh-ahead window is served at once while one
 // background request replaces it (the endpoint takes a second to answer:
 // nobody waits for that), and the replacement is served after.
