@@ -347,6 +347,10 @@ HttpResult Perform(const HttpRequest& request, const Deadlines& deadlines,
   } else if (code != CURLE_OK) {
     result.error = error[0] != '\0' ? error : curl_easy_strerror(code);
   }
+  if (lease.slot() != nullptr) {
+    // The kept handle must not point at this call's buffers while idle.
+    curl_easy_reset(c);
+  }
   return result;
 }
 
