@@ -131,23 +131,40 @@ void BM_Client_GetToken_Fetch(benchmark::State& state) {
 
 size_t Discard(char*, size_t size, size_t count, void*) { return size * count; }
 
+// One POST the way a user of bare libcurl writes it: the client
+// certificate and key as PEM files (`cert_file` empty: none), the server's
+// CA file. `curl` is the handle to use (it keeps its connection), or null
+// for a new handle and connection. True on HTTP 200.
+bool BareCurlPost(CURL* curl, const std::string& url,
+                  const std::string& cert_file, const std::string& key_file,
+                  const std::string& ca_file, const std::string& body,
+                  curl_slist* headers = nullptr) {
+  CURL* const c = curl != nullptr ? curl : curl_easy_init();
+  curl_easy_setopt(c, CURLOPT_URL, url.c_str());
+  if (!cert_file.empty()) {
+    curl_easy_setopt(c, CURLOPT_SSLCERT, cert_file.c_str());
+    curl_easy_setopt(c, CURLOPT_SSLKEY, key_file.c_str());
+    curl_easy_setopt(c, CURLOPT_CAINFO, ca_file.c_str());
+  }
+  curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
+  curl_easy_setopt(c, CURLOPT_POSTFIELDS, body.c_str());
+  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, Discard);
+  curl_easy_setopt(c, CURLOPT_FORBID_REUSE, curl != nullptr ? 0L : 1L);
+  const CURLcode code = curl_easy_perform(c);
+  long status = 0;
+  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+  if (curl == nullptr) {
+    curl_easy_cleanup(c);
+  }
+  return code == CURLE_OK && status == 200;
+}
+
 void BM_Floor_Curl_MtlsToken(benchmark::State& state) {
   ClientFixture& f = Fixture();
   const std::string url = f.emulator->token_endpoint();
   for (auto _ : state) {
-    CURL* curl = curl_easy_init();
-    curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
-    curl_easy_setopt(curl, CURLOPT_SSLCERT, f.cert_file.c_str());
-    curl_easy_setopt(curl, CURLOPT_SSLKEY, f.key_file.c_str());
-    curl_easy_setopt(curl, CURLOPT_CAINFO, f.ca_file.c_str());
-    curl_easy_setopt(curl, CURLOPT_POSTFIELDS, f.body.c_str());
-    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, Discard);
-    curl_easy_setopt(curl, CURLOPT_FORBID_REUSE, 1L);
-    CURLcode code = curl_easy_perform(curl);
-    long status = 0;
-    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
-    curl_easy_cleanup(curl);
-    if (code != CURLE_OK || status != 200) {
+    if (!BareCurlPost(nullptr, url, f.cert_file, f.key_file, f.ca_file,
+                      f.body)) {
       state.SkipWithError("bare libcurl token request failed");
       break;
     }
@@ -216,19 +233,8 @@ void BM_Floor_Curl_NginxToken(benchmark::State& state) {
   ClientFixture& f = Fixture();
   NginxFixture& n = Nginx();
   for (auto _ : state) {
-    CURL* curl = curl_easy_init();
-    curl_easy_setopt(curl, CURLOPT_URL, n.url.c_str());
-    curl_easy_setopt(curl, CURLOPT_SSLCERT, f.cert_file.c_str());
-    curl_easy_setopt(curl, CURLOPT_SSLKEY, f.key_file.c_str());
-    curl_easy_setopt(curl, CURLOPT_CAINFO, n.server_ca_file.c_str());
-    curl_easy_setopt(curl, CURLOPT_POSTFIELDS, n.body.c_str());
-    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, Discard);
-    curl_easy_setopt(curl, CURLOPT_FORBID_REUSE, 1L);
-    CURLcode code = curl_easy_perform(curl);
-    long status = 0;
-    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
-    curl_easy_cleanup(curl);
-    if (code != CURLE_OK || status != 200) {
+    if (!BareCurlPost(nullptr, n.url, f.cert_file, f.key_file, n.server_ca_file,
+                      n.body)) {
       state.SkipWithError("bare libcurl token request to nginx failed");
       break;
     }
@@ -252,17 +258,9 @@ void BM_Floor_Curl_NginxReused(benchmark::State& state) {
   ClientFixture& f = Fixture();
   NginxFixture& n = Nginx();
   CURL* curl = curl_easy_init();  // its connection cache keeps the connection
-  curl_easy_setopt(curl, CURLOPT_URL, n.url.c_str());
-  curl_easy_setopt(curl, CURLOPT_SSLCERT, f.cert_file.c_str());
-  curl_easy_setopt(curl, CURLOPT_SSLKEY, f.key_file.c_str());
-  curl_easy_setopt(curl, CURLOPT_CAINFO, n.server_ca_file.c_str());
-  curl_easy_setopt(curl, CURLOPT_POSTFIELDS, n.body.c_str());
-  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, Discard);
   for (auto _ : state) {
-    CURLcode code = curl_easy_perform(curl);
-    long status = 0;
-    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
-    if (code != CURLE_OK || status != 200) {
+    if (!BareCurlPost(curl, n.url, f.cert_file, f.key_file, n.server_ca_file,
+                      n.body)) {
       state.SkipWithError("bare libcurl token request to nginx failed");
       break;
     }
@@ -464,33 +462,15 @@ void BM_Floor_IssueAndTwoTokens(benchmark::State& state) {
   const std::string issue_url =
       absl::StrCat(f.emulator->issuing_url(),
                    "/metadata/identity/issuecredential?cred-api-version=2.0");
-  auto token_request = [&]() {
-    CURL* curl = curl_easy_init();
-    curl_easy_setopt(curl, CURLOPT_URL, token_url.c_str());
-    curl_easy_setopt(curl, CURLOPT_SSLCERT, f.cert_file.c_str());
-    curl_easy_setopt(curl, CURLOPT_SSLKEY, f.key_file.c_str());
-    curl_easy_setopt(curl, CURLOPT_CAINFO, f.ca_file.c_str());
-    curl_easy_setopt(curl, CURLOPT_POSTFIELDS, f.body.c_str());
-    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, Discard);
-    curl_easy_setopt(curl, CURLOPT_FORBID_REUSE, 1L);
-    const bool ok = curl_easy_perform(curl) == CURLE_OK;
-    curl_easy_cleanup(curl);
-    return ok;
-  };
   curl_slist* headers = curl_slist_append(nullptr, "Metadata: true");
   headers = curl_slist_append(headers, "Content-Type: application/json");
   for (auto _ : state) {
-    bool ok = token_request();
-    CURL* curl = curl_easy_init();
-    curl_easy_setopt(curl, CURLOPT_URL, issue_url.c_str());
-    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
-    curl_easy_setopt(curl, CURLOPT_POSTFIELDS, r.csr_body.c_str());
-    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, Discard);
-    long status = 0;
-    ok = ok && curl_easy_perform(curl) == CURLE_OK;
-    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
-    curl_easy_cleanup(curl);
-    ok = ok && status == 200 && token_request();
+    const bool ok =
+        BareCurlPost(nullptr, token_url, f.cert_file, f.key_file, f.ca_file,
+                     f.body) &&
+        BareCurlPost(nullptr, issue_url, "", "", "", r.csr_body, headers) &&
+        BareCurlPost(nullptr, token_url, f.cert_file, f.key_file, f.ca_file,
+                     f.body);
     if (!ok) {
       state.SkipWithError("bare libcurl issue + tokens failed");
       break;
