@@ -1011,6 +1011,16 @@ absl::StatusOr<std::unique_ptr<TokenClient>> TokenClient::Create(
     return absl::InvalidArgumentError(
         "TokenClient: max_attempts must be >= 1 and every deadline positive");
   }
+  if (options.platform_refresh < absl::ZeroDuration() ||
+      options.refresh_ahead < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        "TokenClient: platform_refresh and refresh_ahead must not be negative");
+  }
+  if (!options.state_dir.empty() && options.state_dir[0] != '/') {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "TokenClient: state_dir \"", absl::CHexEscape(options.state_dir),
+        "\" must be an absolute path"));
+  }
   MintCoordinatorOptions mint_options;
   mint_options.clock = options.clock;
   mint_options.log = options.log;

@@ -747,6 +747,19 @@ TEST(TokenClientCreateTest, RefusesBadOptions) {
               StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_THAT(TokenClient::Create(nullptr, TokenClientOptions{}),
               StatusIs(absl::StatusCode::kInvalidArgument));
+  options.max_attempts = 3;
+  options.platform_refresh = absl::Seconds(-1);
+  EXPECT_THAT(TokenClient::Create(store->get(), options),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("platform_refresh")));
+  options.platform_refresh = absl::Hours(24);
+  options.state_dir = "relative/state";
+  EXPECT_THAT(
+      TokenClient::Create(store->get(), options),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               AllOf(HasSubstr("relative/state"), HasSubstr("absolute path"))));
+  options.state_dir = "";
+  EXPECT_OK(TokenClient::Create(store->get(), options).status());
 }
 
 const auto kBackends = ::testing::Values(
