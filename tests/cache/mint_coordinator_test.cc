@@ -164,13 +164,19 @@ TEST_P(MintCoordinatorTest, SixtyFourColdThreadsMintOnce) {
 // own code) still mint once: the store's LockAlias serialises them and the
 // second finds what the first stored.
 TEST_P(MintCoordinatorTest, TwoCoordinatorsOnOneStoreMintOnce) {
-  auto second = MintCoordinator::Create(store_.get());
+  // Each waits for the other's lock however slow the machine is (the
+  // fixture's 100 ms would let a busy one give up and mint too).
+  MintCoordinatorOptions patient;
+  patient.lock_timeout = absl::Seconds(60);
+  auto one = MintCoordinator::Create(store_.get(), patient);
+  auto second = MintCoordinator::Create(store_.get(), patient);
+  ASSERT_OK(one);
   ASSERT_OK(second);
   std::atomic<int> mints{0};
   MintFunction mint = CountingMint(&mints, absl::Milliseconds(50));
   std::string a, b;
   std::thread first([&] {
-    auto got = minter_->GetOrCreate("pair#att=0", {}, mint);
+    auto got = (*one)->GetOrCreate("pair#att=0", {}, mint);
     a = got.ok() ? (*got)->thumbprint() : got.status().ToString();
   });
   auto got = (*second)->GetOrCreate("pair#att=0", {}, mint);
