@@ -15,6 +15,10 @@
 #include "certstore/testing/cert_store_conformance.h"
 #include "tests/pkcs11/softhsm_token.h"
 
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/lsan_interface.h>
+#endif
+
 namespace certstore::testing {
 namespace {
 
@@ -35,7 +39,11 @@ const SoftHsmToken& ConformanceToken() {
       std::fprintf(stderr, "%s\n", store.status().ToString().c_str());
       std::abort();
     }
-    return store->release();
+    CertStore* kept = store->release();
+#if defined(__SANITIZE_ADDRESS__)
+    __lsan_ignore_object(kept);  // open until exit on purpose
+#endif
+    return kept;
   }();
   (void)keeper;
   return *token;
