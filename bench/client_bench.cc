@@ -31,6 +31,7 @@
 
 #include <atomic>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <iterator>
 #include <memory>
@@ -192,6 +193,9 @@ NginxFixture& Nginx() {
     n->nginx = std::make_unique<testing::NginxTokenEndpoint>(
         n->dir.path(), testing::FreeLoopbackPort());
     CheckOk(n->nginx->Start(), "nginx");
+    // The fixture lives until exit; nginx, a process of its own, must not
+    // outlive the benchmark.
+    std::atexit([] { Nginx().nginx->Stop().IgnoreError(); });
     n->url = n->nginx->Url("/oauth2/v2.0/token");
     n->server_ca_file = n->dir.path() + "/server.pem";
     TokenClientOptions options;
