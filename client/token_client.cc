@@ -75,6 +75,13 @@ struct Flight {
 // refresh_ahead, when smaller), however late its background refresh is.
 constexpr absl::Duration kLastServedMargin = absl::Seconds(30);
 
+// The token cache's key: a token is for one alias, scope and binding.
+std::string TokenKey(absl::string_view alias, absl::string_view scope,
+                     absl::string_view thumbprint) {
+  return absl::StrCat(alias, std::string(1, '\0'), scope, std::string(1, '\0'),
+                      thumbprint);
+}
+
 // Past this many cached tokens, expired ones are dropped at each insert.
 constexpr size_t kPruneTokensAbove = 256;
 
@@ -640,8 +647,7 @@ absl::StatusOr<AccessToken> TokenClientImpl::SingleFlight(
     // just landed left its token here.
     bool refresh_due = false;
     absl::optional<AccessToken> cached = CachedToken(
-        absl::StrCat(flight_key, std::string(1, '\0'), entry->thumbprint()),
-        &refresh_due);
+        TokenKey(alias, call.scope, entry->thumbprint()), &refresh_due);
     if (cached.has_value() && !(refresh && refresh_due)) {
       ++metrics_.cache_hits;
       return *cached;
@@ -905,9 +911,7 @@ absl::StatusOr<AccessToken> TokenClientImpl::GetToken(absl::string_view scope) {
     absl::MutexLock lock(&mu_);
     bool refresh_due = false;
     absl::optional<AccessToken> cached =
-        CachedToken(absl::StrCat(alias, std::string(1, '\0'), scope,
-                                 std::string(1, '\0'), entry->thumbprint()),
-                    &refresh_due);
+        CachedToken(TokenKey(alias, scope, entry->thumbprint()), &refresh_due);
     if (cached.has_value()) {
       ++metrics_.cache_hits;
       if (refresh_due) {
@@ -943,8 +947,7 @@ absl::StatusOr<AccessToken> TokenClientImpl::FetchToken(
           return kv.second.expires_at <= now;
         });
       }
-      tokens_[absl::StrCat(alias, std::string(1, '\0'), call.scope,
-                           std::string(1, '\0'), entry->thumbprint())] = token;
+      tokens_[TokenKey(alias, call.scope, entry->thumbprint())] = token;
       return token;
     }
     if (failure == FailureClass::kCredential && call.healed) {

@@ -664,15 +664,8 @@ TEST_P(CrossProcessTest, SixtyFourThreadsInFourProcessesMintOnce) {
 // and the same 64 callers ask again: one request per process again. Every
 // caller gets the token its process's one request brought.
 TEST_P(CrossProcessTest, SixtyFourThreadsInFourProcessesSendOneRequestEach) {
-  FirstToken();  // the binding exists; only tokens are asked for below
   client_.reset();
   store_.reset();
-  const int64_t issued_before = emulator_->GetCounters().tokens_issued;
-  FaultSpec slow;
-  slow.kind = FaultKind::kDelay;
-  slow.delay = absl::Milliseconds(300);
-  slow.count = 8;
-  ASSERT_OK(emulator_->InjectFault(slow));
   constexpr int kProcesses = 4;
   constexpr int kThreads = 64;
   int go[2];
@@ -722,6 +715,19 @@ TEST_P(CrossProcessTest, SixtyFourThreadsInFourProcessesSendOneRequestEach) {
     }
     children.push_back(pid);
   }
+  // The children were forked while the emulator was idle (a fork while one
+  // of its threads is inside OpenSSL could leave a lock held in the child);
+  // now the binding is made, in this process, before they start.
+  ASSERT_NO_FATAL_FAILURE(NewProcessLikeClient());
+  FirstToken();  // the binding exists; only tokens are asked for below
+  client_.reset();
+  store_.reset();
+  const int64_t issued_before = emulator_->GetCounters().tokens_issued;
+  FaultSpec slow;
+  slow.kind = FaultKind::kDelay;
+  slow.delay = absl::Milliseconds(300);
+  slow.count = 8;
+  ASSERT_OK(emulator_->InjectFault(slow));
   close(go[0]);
   close(go[1]);
   for (pid_t pid : children) {
