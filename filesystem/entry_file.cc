@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "api/internal/der_walk.h"
+#include "api/internal/stored_key.h"
 #include "certstore/backend_author.h"
 #include "certstore/chain.h"
 #include "certstore/errors.h"
@@ -146,9 +147,11 @@ KeyTypeHint HintFor(const std::optional<std::string>& algorithm) {
 
 // The first private key block: PKCS#8 goes to the narrowed decoder; other
 // forms ("EC PRIVATE KEY", encrypted keys) to the generic PEM reader, which
-// refuses encrypted ones.
+// refuses encrypted ones. A key in a file certstore wrote (digest
+// verified) was pair-checked before it was stored.
 absl::StatusOr<std::shared_ptr<const Key>> DecodeKey(
-    absl::string_view content, const std::optional<std::string>& algorithm) {
+    absl::string_view content, const std::optional<std::string>& algorithm,
+    bool written_by_certstore) {
   UniqueBio bio(
       BIO_new_mem_buf(content.data(), static_cast<int>(content.size())));
   char* name = nullptr;
@@ -161,12 +164,14 @@ absl::StatusOr<std::shared_ptr<const Key>> DecodeKey(
                         "no usable PRIVATE KEY block");
   }
   const bool pkcs8 = absl::string_view(name) == PEM_STRING_PKCS8INF;
+  const absl::string_view pkcs8_der(reinterpret_cast<char*>(der),
+                                    static_cast<size_t>(len));
   absl::StatusOr<std::shared_ptr<const Key>> key =
-      pkcs8 ? SoftwareKeyFromPkcs8Der(
-                  absl::string_view(reinterpret_cast<char*>(der),
-                                    static_cast<size_t>(len)),
-                  HintFor(algorithm))
-            : SoftwareKeyFromPem(content);
+      !pkcs8 ? SoftwareKeyFromPem(content)
+      : written_by_certstore
+          ? internal::StoredSoftwareKeyFromPkcs8Der(pkcs8_der,
+                                                    HintFor(algorithm))
+          : SoftwareKeyFromPkcs8Der(pkcs8_der, HintFor(algorithm));
   OPENSSL_free(name);
   OPENSSL_clear_free(der, static_cast<size_t>(len));
   return AsDataLoss(std::move(key));
@@ -272,6 +277,7 @@ absl::StatusOr<EntryFileHeader> ParseEntryFileHeader(
           "the file does not match its certstore-digest: it was damaged or "
           "edited after certstore wrote it");
     }
+    header.digest_verified = true;
   }
   return header;
 }
@@ -283,8 +289,8 @@ absl::StatusOr<std::shared_ptr<const Entry>> DecodeEntryFile(
   parts.alias = std::move(alias);
   CERTSTORE_ASSIGN_OR_RETURN(parts.chain_der,
                              AsDataLoss(PemToDerChain(content)));
-  CERTSTORE_ASSIGN_OR_RETURN(parts.key,
-                             DecodeKey(content, header.key_algorithm));
+  CERTSTORE_ASSIGN_OR_RETURN(parts.key, DecodeKey(content, header.key_algorithm,
+                                                  header.digest_verified));
   parts.metadata.endpoint = header.endpoint.value_or("");
   parts.metadata.client_id = header.client_id.value_or("");
   parts.metadata.tenant_id = header.tenant_id.value_or("");

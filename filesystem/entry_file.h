@@ -31,6 +31,8 @@ struct EntryFileHeader {
   std::optional<std::string> endpoint;
   std::optional<std::string> client_id;
   std::optional<std::string> tenant_id;
+  // The file carries a certstore-digest and matches it: certstore wrote it.
+  bool digest_verified = false;
 };
 
 // The file for `entry`: every header field, the chain, the key. The result

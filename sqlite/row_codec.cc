@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "api/internal/stored_key.h"
 #include "certstore/backend_author.h"
 #include "certstore/chain.h"
 #include "certstore/errors.h"
@@ -104,8 +105,10 @@ absl::StatusOr<std::shared_ptr<const Key>> DecodeKey(const StoredRow& row,
     }
     plain.emplace(*std::move(decrypted));
   }
-  absl::StatusOr<std::shared_ptr<const Key>> key = SoftwareKeyFromPkcs8Der(
-      plain.has_value() ? plain->value() : row.key_der, type);
+  // The row's digest has verified: these are bytes certstore exported.
+  absl::StatusOr<std::shared_ptr<const Key>> key =
+      internal::StoredSoftwareKeyFromPkcs8Der(
+          plain.has_value() ? plain->value() : row.key_der, type);
   return key.ok() ? key : Damaged(row, key.status().message());
 }
 

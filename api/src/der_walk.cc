@@ -186,8 +186,11 @@ bool PublicKeyBits(const Element& algorithm, absl::string_view private_key,
       if (second.cls == V_ASN1_CONTEXT_SPECIFIC && second.tag == 1) {
         absl::string_view inner = second.contents;
         Element bit_string;
+        // A point is whole bytes: anything but 0 unused bits is not the
+        // encoding OpenSSL writes back, so let it encode the key instead.
         if (!NextOfType(&inner, V_ASN1_BIT_STRING, &bit_string) ||
-            !inner.empty()) {
+            !inner.empty() || bit_string.contents.empty() ||
+            bit_string.contents[0] != '\0') {
           return false;
         }
         *bits = std::string(bit_string.whole);

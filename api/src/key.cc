@@ -19,6 +19,7 @@
 #include "absl/base/call_once.h"
 #include "absl/strings/str_cat.h"
 #include "api/internal/der_walk.h"
+#include "api/internal/stored_key.h"
 #include "certstore/backend_author.h"
 #include "certstore/entry.h"
 #include "certstore/errors.h"
@@ -296,13 +297,35 @@ absl::StatusOr<std::shared_ptr<const Key>> SoftwareKeyFromEvp(EVP_PKEY* pkey) {
   return WrapOwned(UniqueEvpPkey(pkey));
 }
 
-absl::StatusOr<std::shared_ptr<const Key>> SoftwareKeyFromPkcs8Der(
-    absl::string_view der, KeyTypeHint hint) {
+namespace {
+
+// An EC key file carries its public point beside the scalar, and OpenSSL
+// takes it as written: a point that is not the scalar's would be the public
+// key certificates are matched against while signatures come from another
+// key. RSA keys hold no second copy to disagree with.
+absl::Status CheckEcKeyPair(EVP_PKEY* pkey) {
+  if (!EVP_PKEY_is_a(pkey, "EC")) {
+    return absl::OkStatus();
+  }
+  UniqueEvpPkeyCtx check(EVP_PKEY_CTX_new_from_pkey(nullptr, pkey, nullptr));
+  if (check == nullptr || EVP_PKEY_pairwise_check(check.get()) != 1) {
+    return OpenSslError(absl::StatusCode::kInvalidArgument,
+                        "EC private key's public point is not the one its "
+                        "private scalar gives (damaged or forged key)");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::shared_ptr<const Key>> KeyFromPkcs8Der(
+    absl::string_view der, KeyTypeHint hint, bool check_pair) {
   UniqueEvpPkey pkey = DecodePkcs8(der, hint);
   if (pkey == nullptr) {
     return OpenSslError(absl::StatusCode::kInvalidArgument,
                         absl::StrCat("private key is not valid PKCS#8 DER (",
                                      der.size(), " bytes)"));
+  }
+  if (check_pair) {
+    CERTSTORE_RETURN_IF_ERROR(CheckEcKeyPair(pkey.get()));
   }
   // What OpenSSL decoded is well-formed PKCS#8, so its public parts are
   // readable; an EC key written without its publicKey field falls back to
@@ -312,6 +335,22 @@ absl::StatusOr<std::shared_ptr<const Key>> SoftwareKeyFromPkcs8Der(
   return WrapOwned(std::move(pkey),
                    public_key.ok() ? *std::move(public_key) : std::string());
 }
+
+}  // namespace
+
+absl::StatusOr<std::shared_ptr<const Key>> SoftwareKeyFromPkcs8Der(
+    absl::string_view der, KeyTypeHint hint) {
+  return KeyFromPkcs8Der(der, hint, /*check_pair=*/true);
+}
+
+namespace internal {
+
+absl::StatusOr<std::shared_ptr<const Key>> StoredSoftwareKeyFromPkcs8Der(
+    absl::string_view der, KeyTypeHint hint) {
+  return KeyFromPkcs8Der(der, hint, /*check_pair=*/false);
+}
+
+}  // namespace internal
 
 absl::StatusOr<std::shared_ptr<const Key>> CreateSoftwareKeyFor(
     absl::string_view store, absl::string_view alias, const KeySpec& spec) {
@@ -342,6 +381,7 @@ absl::StatusOr<std::shared_ptr<const Key>> SoftwareKeyFromPem(
                         "no usable PEM private key (missing, damaged or "
                         "encrypted)");
   }
+  CERTSTORE_RETURN_IF_ERROR(CheckEcKeyPair(pkey.get()));
   return WrapOwned(std::move(pkey));
 }
 

@@ -73,14 +73,16 @@ CERTSTORE_EXPORT absl::StatusOr<std::shared_ptr<const Key>> SoftwareKeyFromEvp(
 
 /// Decodes an unencrypted PKCS#8 DER key. Decoding with a known type is ~20x
 /// cheaper than auto-detection on OpenSSL 3.0, so stores pass the type they
-/// recorded; kAuto detects. InvalidArgument on bad DER.
+/// recorded; kAuto detects. InvalidArgument on bad DER, and on an EC key
+/// whose recorded public point is not its private scalar's.
 enum class KeyTypeHint { kAuto, kRsa, kEc };
 CERTSTORE_EXPORT absl::StatusOr<std::shared_ptr<const Key>>
 SoftwareKeyFromPkcs8Der(absl::string_view der,
                         KeyTypeHint hint = KeyTypeHint::kAuto);
 
 /// Decodes one PEM private key ("PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE
-/// KEY"); encrypted PEM is refused with InvalidArgument.
+/// KEY"); encrypted PEM is refused with InvalidArgument, as is an EC key
+/// whose public point is not its private scalar's.
 CERTSTORE_EXPORT absl::StatusOr<std::shared_ptr<const Key>> SoftwareKeyFromPem(
     absl::string_view pem);
 

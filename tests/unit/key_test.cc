@@ -480,6 +480,71 @@ TEST(SoftwareKeyFromPkcs8DerTest, GarbageIsInvalidArgument) {
   EXPECT_EQ(ERR_peek_error(), 0u);
 }
 
+// An EC PKCS#8 key carries its public point beside the scalar; a point
+// that is not the scalar's (here another key's) is refused, not taken as
+// the key's public key.
+TEST(SoftwareKeyFromPkcs8DerTest, EcKeyWithAnotherKeysPointIsInvalidArgument) {
+  std::shared_ptr<const Key> key = FreshEcKey();
+  std::shared_ptr<const Key> other = FreshEcKey();
+  ASSERT_NE(key, nullptr);
+  ASSERT_NE(other, nullptr);
+  absl::StatusOr<std::string> der = key->ExportPkcs8Der();
+  absl::StatusOr<std::string> other_der = other->ExportPkcs8Der();
+  ASSERT_OK(der);
+  ASSERT_OK(other_der);
+  // OpenSSL writes the uncompressed point (65 bytes) last.
+  constexpr size_t kPoint = 65;
+  ASSERT_GT(der->size(), kPoint);
+  ASSERT_EQ((*der)[der->size() - kPoint], '\x04');
+  std::string forged = *der;
+  forged.replace(forged.size() - kPoint, kPoint,
+                 other_der->substr(other_der->size() - kPoint));
+  for (KeyTypeHint hint : {KeyTypeHint::kAuto, KeyTypeHint::kEc}) {
+    absl::StatusOr<std::shared_ptr<const Key>> imported =
+        SoftwareKeyFromPkcs8Der(forged, hint);
+    EXPECT_THAT(imported, StatusIs(absl::StatusCode::kInvalidArgument,
+                                   HasSubstr("public point")));
+    ExpectNoKeyMaterial(imported.status().message(), *key);
+  }
+  EXPECT_EQ(ERR_peek_error(), 0u);
+}
+
+// Found by entry_der_fuzz: an EC key whose public point is a BIT STRING
+// that says 1 unused bit. When the bit it drops is 0 the point is intact
+// and OpenSSL accepts the key; its public key must then be the canonical
+// one, so that it re-imports unchanged.
+TEST(SoftwareKeyFromPkcs8DerTest, EcPointWithUnusedBitsRoundTrips) {
+  std::shared_ptr<const Key> key;
+  absl::StatusOr<std::string> der;
+  for (int attempt = 0; attempt < 64; ++attempt) {
+    key = FreshEcKey();
+    ASSERT_NE(key, nullptr);
+    der = key->ExportPkcs8Der();
+    ASSERT_OK(der);
+    if ((der->back() & 1) == 0) {
+      break;  // the point's last bit is 0: dropping it keeps the point
+    }
+  }
+  ASSERT_EQ(der->back() & 1, 0);
+  // BIT STRING header before the point: 03 42 00; mark 1 unused bit.
+  const size_t header = der->size() - 65 - 1;
+  ASSERT_EQ((*der)[header], '\0');
+  std::string odd = *der;
+  odd[header] = '\x01';
+  absl::StatusOr<std::shared_ptr<const Key>> imported =
+      SoftwareKeyFromPkcs8Der(odd);
+  ASSERT_OK(imported);
+  {
+    absl::StatusOr<std::string> exported = (*imported)->ExportPkcs8Der();
+    ASSERT_OK(exported);
+    absl::StatusOr<std::shared_ptr<const Key>> again =
+        SoftwareKeyFromPkcs8Der(*exported);
+    ASSERT_OK(again);
+    EXPECT_EQ((*again)->public_key_der(), (*imported)->public_key_der());
+    EXPECT_EQ((*imported)->public_key_der(), key->public_key_der());
+  }
+}
+
 TEST(SoftwareKeyFromPemTest, EmptyOrNonKeyInputIsInvalidArgument) {
   EXPECT_THAT(SoftwareKeyFromPem(""),
               StatusIs(absl::StatusCode::kInvalidArgument));
