@@ -36,6 +36,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     absl::StrAppend(&printed,
                     "&x-lock-dir=", PercentEncode(options->lock_dir, "/"));
   }
+  if (options->token_lease > absl::ZeroDuration()) {
+    absl::StrAppend(&printed, "&x-token-lease=",
+                    absl::ToInt64Seconds(options->token_lease));
+  }
   absl::StatusOr<certstore::Pkcs11StoreOptions> again =
       certstore::ParsePkcs11Uri(printed);
   Check(again.ok(), "re-printed URI refused", input);
@@ -43,6 +47,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
             again->module_path == options->module_path &&
             again->pin_file == options->pin_file &&
             again->lock_dir == options->lock_dir &&
+            again->token_lease == options->token_lease &&
             again->allow_import == options->allow_import,
         "re-printed URI parses differently", input);
   return 0;

@@ -100,6 +100,25 @@ absl::StatusOr<std::string> RealModulePath(absl::string_view module_path) {
   return std::string(resolved);
 }
 
+// The function list libp11 0.4.12 loaded and initialised: the first member
+// of its context's private part (libp11's internal struct
+// pkcs11_ctx_private begins with CK_FUNCTION_LIST_PTR method); libp11 has
+// no accessor. Null unless it
+// looks like an initialised PKCS#11 2.x list. The pkcs11 tests check that
+// on SoftHSM it is the very list C_GetFunctionList gives.
+CK_FUNCTION_LIST* LibP11FunctionList(PKCS11_CTX* ctx) {
+  if (ctx == nullptr || ctx->_private == nullptr) {
+    return nullptr;
+  }
+  CK_FUNCTION_LIST* list = *static_cast<CK_FUNCTION_LIST**>(ctx->_private);
+  if (list == nullptr || list->version.major != 2 ||
+      list->C_GetInfo == nullptr) {
+    return nullptr;
+  }
+  CK_INFO info;
+  return list->C_GetInfo(&info) == CKR_OK ? list : nullptr;
+}
+
 absl::string_view TrimLabel(absl::string_view label) {
   return absl::StripTrailingAsciiWhitespace(label);
 }
@@ -186,7 +205,9 @@ absl::Status ModuleContext::Load() {
       return absl::FailedPreconditionError(absl::StrCat(
           context,
           ": initialize_module is false but the application has not called "
-          "C_Initialize on this module"));
+          "C_Initialize on this module (or the module gives every loader "
+          "its own instance, as p11-kit-client.so does: then certstore must "
+          "initialise it)"));
     }
   }
   ctx_ = PKCS11_CTX_new();
@@ -194,10 +215,39 @@ absl::Status ModuleContext::Load() {
     return OpenSslError(absl::StatusCode::kInvalidArgument,
                         absl::StrCat(context, ": PKCS11_CTX_load failed"));
   }
+  // libp11 loads the module itself and initialises the function list it
+  // gets. Most modules hand every caller one list, so ours is that one;
+  // p11-kit's client module hands out a new instance (a new server
+  // connection, its own sessions and login) per C_GetFunctionList. Then
+  // certstore uses libp11's instance, so that there is one connection,
+  // one login, and re-initialising it (a restarted server) revives the
+  // keys' side too.
+  own_functions_ = functions_;
+  if (CK_FUNCTION_LIST* shared = LibP11FunctionList(ctx_);
+      shared != nullptr && shared != functions_) {
+    functions_ = shared;  // ours stays for SecondInstance
+  }
+  if (initialize_module_ && functions_ == own_functions_) {
+    CK_INFO info;
+    if (functions_->C_GetInfo(&info) == CKR_CRYPTOKI_NOT_INITIALIZED) {
+      // libp11's list could not be read and ours is another instance:
+      // initialise it, and finalise it with the module.
+      CK_C_INITIALIZE_ARGS args = InitArgs();
+      const CK_RV rv = functions_->C_Initialize(&args);
+      if (rv != CKR_OK && rv != CKR_CRYPTOKI_ALREADY_INITIALIZED) {
+        return CkrStatus(rv, "C_Initialize", path_);
+      }
+      finalize_own_ = true;
+    }
+  }
   RegisterExitHandlerAfterLoading(path_);
   absl::MutexLock lock(&mu_);
   fork_seen_ = g_fork_count.load(std::memory_order_relaxed);
   return absl::OkStatus();
+}
+
+CK_FUNCTION_LIST* ModuleContext::libp11_functions() const {
+  return LibP11FunctionList(ctx_);
 }
 
 void ModuleContext::Destroy(ModuleContext* module) {
@@ -225,6 +275,9 @@ ModuleContext::~ModuleContext() {
   // PKCS11_CTX_unload calls C_Finalize (unless forked) and drops libp11's
   // mapping; the embedding application keeps C_Finalize when it owns it.
   if (initialize_module_) {
+    if (finalize_own_) {
+      own_functions_->C_Finalize(nullptr);
+    }
     PKCS11_CTX_unload(ctx_);
   }
   PKCS11_CTX_free(ctx_);
@@ -257,6 +310,9 @@ void ModuleContext::FinalizeAtExit() {
   }
   if (!finalized_ && ctx_ != nullptr && initialize_module_) {
     functions_->C_Finalize(nullptr);
+    if (finalize_own_ && own_functions_ != functions_) {
+      own_functions_->C_Finalize(nullptr);
+    }
   }
   finalized_ = true;
   mu_.Unlock();
@@ -273,9 +329,27 @@ void ModuleContext::Prepare() {
     if (initialize_module_) {
       CK_C_INITIALIZE_ARGS args = InitArgs();
       functions_->C_Initialize(&args);
+      if (finalize_own_ && own_functions_ != functions_) {
+        own_functions_->C_Initialize(&args);
+      }
     }
   }
   DrainRetired();
+}
+
+CK_FUNCTION_LIST* ModuleContext::SecondInstance() {
+  if (own_functions_ == functions_ || !initialize_module_) {
+    return functions_;
+  }
+  if (!finalize_own_) {
+    CK_C_INITIALIZE_ARGS args = InitArgs();
+    const CK_RV rv = own_functions_->C_Initialize(&args);
+    if (rv != CKR_OK && rv != CKR_CRYPTOKI_ALREADY_INITIALIZED) {
+      return functions_;  // the shared instance still works, if less well
+    }
+    finalize_own_ = true;
+  }
+  return own_functions_;
 }
 
 absl::Status ModuleContext::Reinitialize() {
@@ -290,6 +364,10 @@ absl::Status ModuleContext::Reinitialize() {
   functions_->C_Finalize(nullptr);
   CK_C_INITIALIZE_ARGS args = InitArgs();
   const CK_RV rv = functions_->C_Initialize(&args);
+  if (finalize_own_ && own_functions_ != functions_) {
+    own_functions_->C_Finalize(nullptr);
+    own_functions_->C_Initialize(&args);
+  }
   ++epoch_;
   return CkrStatus(rv, "C_Initialize", path_);
 }
@@ -318,20 +396,21 @@ void ModuleContext::Retire(PKCS11_SLOT* slots, unsigned int count) {
   retired_.push_back({slots, count});
 }
 
-void ModuleContext::RetireSession(CK_SESSION_HANDLE session, uint64_t epoch) {
+void ModuleContext::RetireSession(CK_FUNCTION_LIST* instance,
+                                  CK_SESSION_HANDLE session, uint64_t epoch) {
   absl::MutexLock lock(&retired_mu_);
-  retired_sessions_.emplace_back(session, epoch);
+  retired_sessions_.push_back({instance, session, epoch});
 }
 
 void ModuleContext::DrainRetired() {
-  std::vector<std::pair<CK_SESSION_HANDLE, uint64_t>> sessions;
+  std::vector<RetiredSession> sessions;
   {
     absl::MutexLock lock(&retired_mu_);
     sessions.swap(retired_sessions_);
   }
-  for (const auto& [session, epoch] : sessions) {
-    if (epoch == epoch_) {
-      functions_->C_CloseSession(session);
+  for (const RetiredSession& retired : sessions) {
+    if (retired.epoch == epoch_) {
+      retired.instance->C_CloseSession(retired.session);
     }
   }
 }

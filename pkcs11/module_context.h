@@ -87,6 +87,9 @@ class ModuleContext {
 
   const std::string& path() const { return path_; }
   CK_FUNCTION_LIST* functions() const { return functions_; }
+  // The list libp11 loaded and initialised, read from its context (null if
+  // unreadable); functions() is this one whenever it can be read.
+  CK_FUNCTION_LIST* libp11_functions() const;
   bool owns_initialization() const { return initialize_module_; }
 
   // Call first, with mu() held: in a forked child, re-initialises the
@@ -123,9 +126,17 @@ class ModuleContext {
   void SetVerifiedPin(absl::string_view label, absl::string_view pin)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  // Hands a session of a destroyed RawToken back, to be closed at the
-  // next Prepare (callable from any thread, with or without mu()).
-  void RetireSession(CK_SESSION_HANDLE session, uint64_t epoch);
+  // Another instance of the module where it gives one per caller
+  // (p11-kit-client.so: another server connection), initialised on first
+  // use; functions() otherwise. For writes that must not hide other
+  // processes' writes from this instance's view (token_lease.h).
+  CK_FUNCTION_LIST* SecondInstance() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // Hands a session of a destroyed RawToken back, to be closed (on the
+  // instance it was opened on) at the next Prepare (callable from any
+  // thread, with or without mu()).
+  void RetireSession(CK_FUNCTION_LIST* instance, CK_SESSION_HANDLE session,
+                     uint64_t epoch);
 
   // Called once from the process's atexit handler: finalizes the module
   // before OpenSSL's own atexit cleanup runs (SoftHSM uses OpenSSL; the
@@ -138,6 +149,11 @@ class ModuleContext {
   struct Retired {
     PKCS11_SLOT* slots;
     unsigned int count;
+  };
+  struct RetiredSession {
+    CK_FUNCTION_LIST* instance;
+    CK_SESSION_HANDLE session;
+    uint64_t epoch;
   };
 
   ModuleContext(std::string path, bool initialize_module);
@@ -157,6 +173,12 @@ class ModuleContext {
   PKCS11_CTX* ctx_ = nullptr;
   void* dl_handle_ = nullptr;
   CK_FUNCTION_LIST* functions_ = nullptr;
+  // What our own C_GetFunctionList gave: functions_ too, unless the module
+  // hands each caller a new instance (then SecondInstance).
+  CK_FUNCTION_LIST* own_functions_ = nullptr;
+  // certstore called C_Initialize on own_functions_ (not libp11's
+  // instance): it re-initialises and finalises it too.
+  bool finalize_own_ = false;
 
   absl::Mutex mu_;
   uint64_t epoch_ ABSL_GUARDED_BY(mu_) = 0;
@@ -168,8 +190,7 @@ class ModuleContext {
 
   absl::Mutex retired_mu_ ABSL_ACQUIRED_AFTER(mu_);
   std::vector<Retired> retired_ ABSL_GUARDED_BY(retired_mu_);
-  std::vector<std::pair<CK_SESSION_HANDLE, uint64_t>> retired_sessions_
-      ABSL_GUARDED_BY(retired_mu_);
+  std::vector<RetiredSession> retired_sessions_ ABSL_GUARDED_BY(retired_mu_);
 };
 
 }  // namespace certstore::pkcs11_internal

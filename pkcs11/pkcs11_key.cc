@@ -11,6 +11,7 @@
 #include "certstore/errors.h"
 #include "certstore/status_macros.h"
 #include "pkcs11/pkcs11_options.h"
+#include "pkcs11/token_objects.h"
 
 namespace certstore::pkcs11_internal {
 namespace {
@@ -56,8 +57,9 @@ Pkcs11Key::Pkcs11Key(std::shared_ptr<RawToken> token, std::string alias,
     : token_(std::move(token)),
       alias_(std::move(alias)),
       ref_(std::move(ref)),
-      epoch_(epoch),
-      location_(KeyUri(token_->label(), ref_.id)) {}
+      location_(KeyUri(token_->label(), ref_.id)),
+      private_handle_(ref_.private_handle),
+      epoch_(epoch) {}
 
 Pkcs11Key::~Pkcs11Key() = default;
 
@@ -66,15 +68,29 @@ absl::StatusOr<std::string> Pkcs11Key::ExportPkcs8Der() const {
       absl::StrCat("key ", location_, " cannot leave its token"));
 }
 
-absl::Status Pkcs11Key::CheckOnToken() const {
-  if (epoch_ != token_->module().epoch()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "key ", location_,
-        " was found before the module was re-initialised (token re-created "
-        "or process forked); find the entry again"));
+absl::Status Pkcs11Key::Refind() const {
+  if (epoch_ == token_->module().epoch()) {
+    return absl::OkStatus();
   }
-  absl::StatusOr<std::string> id =
-      token_->Attribute(ref_.private_handle, CKA_ID);
+  // An unreachable token (a network module whose server is down) says
+  // nothing about the key: Unavailable, retry, do not evict.
+  CERTSTORE_RETURN_IF_ERROR(token_->CheckToken());
+  CERTSTORE_ASSIGN_OR_RETURN(CK_OBJECT_HANDLE handle,
+                             FindById(*token_, CKO_PRIVATE_KEY, ref_.id));
+  if (handle == 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("key ", location_, " is no longer on the token"));
+  }
+  pkey_.reset();
+  generation_.reset();
+  private_handle_ = handle;
+  epoch_ = token_->module().epoch();
+  return absl::OkStatus();
+}
+
+absl::Status Pkcs11Key::CheckOnToken() const {
+  CERTSTORE_RETURN_IF_ERROR(Refind());
+  absl::StatusOr<std::string> id = token_->Attribute(private_handle_, CKA_ID);
   if (id.ok() && *id == ref_.id) {
     return absl::OkStatus();
   }
@@ -128,6 +144,7 @@ absl::StatusOr<EVP_PKEY*> Pkcs11Key::PickLibp11Key(
 }
 
 absl::Status Pkcs11Key::LoadLocked() const {
+  CERTSTORE_RETURN_IF_ERROR(Refind());
   if (pkey_ != nullptr) {
     return absl::OkStatus();
   }
@@ -203,9 +220,6 @@ absl::StatusOr<std::string> Pkcs11Key::Sign(absl::string_view data) const {
   absl::MutexLock lock(&token_->module().mu());
   token_->module().Prepare();
   CERTSTORE_RETURN_IF_ERROR(LoadLocked());
-  if (epoch_ != token_->module().epoch()) {
-    return CheckOnToken();  // says why
-  }
   absl::StatusOr<std::string> sig = SignLocked(data);
   if (sig.ok()) {
     return sig;

@@ -36,9 +36,10 @@ class Pkcs11Key final : public Key {
             uint64_t epoch);
   ~Pkcs11Key() override;
 
-  // Signs on the token. FailedPrecondition when the key object is gone (or
-  // the token was re-initialised since the key was found), Unavailable
-  // when the token cannot be reached.
+  // Signs on the token. FailedPrecondition when the key object is gone,
+  // Unavailable when the token cannot be reached. After the module was
+  // re-initialised (a restarted network module, a re-created token, a
+  // fork) the key is found again by its CKA_ID.
   absl::StatusOr<std::string> Sign(absl::string_view data) const override;
   const std::string& public_key_der() const override {
     return ref_.public_key_der;
@@ -49,13 +50,22 @@ class Pkcs11Key final : public Key {
   std::string location() const override { return location_; }
   absl::StatusOr<std::string> ExportPkcs8Der() const override;
 
+  // Its CKA_ID, public key and algorithm (ref().private_handle is the
+  // handle it was found with: use private_handle()).
   const TokenKeyRef& ref() const { return ref_; }
   const RawToken& token() const { return *token_; }
-  uint64_t epoch() const { return epoch_; }
+
+  // With the module's mutex held: the private key's handle in the current
+  // module epoch (after CheckOnToken).
+  CK_OBJECT_HANDLE private_handle() const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(token_->module().mu()) {
+    return private_handle_;
+  }
 
   // With the module's mutex held: OK when the private-key object is still
-  // on the token (one C_GetAttributeValue); FailedPrecondition when it is
-  // gone; Unavailable when the token cannot be reached.
+  // on the token (one C_GetAttributeValue, or a find by CKA_ID after a
+  // re-initialisation); FailedPrecondition when it is gone; Unavailable
+  // when the token cannot be reached.
   absl::Status CheckOnToken() const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(token_->module().mu());
   // The same, taking the module's mutex.
@@ -71,6 +81,10 @@ class Pkcs11Key final : public Key {
  private:
   absl::Status LoadLocked() const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(token_->module().mu());
+  // Finds the key again by CKA_ID when its handle is from an older module
+  // epoch, dropping the libp11 key taken in that epoch.
+  absl::Status Refind() const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(token_->module().mu());
   absl::StatusOr<EVP_PKEY*> PickLibp11Key(Generation& generation) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(token_->module().mu());
   absl::StatusOr<std::string> SignLocked(absl::string_view data) const
@@ -81,10 +95,11 @@ class Pkcs11Key final : public Key {
   const std::shared_ptr<RawToken> token_;
   const std::string alias_;
   const TokenKeyRef ref_;
-  const uint64_t epoch_;
   const std::string location_;
   // Guarded by the module's mutex. Declared in this order so that the
   // EVP_PKEY goes before the generation whose objects it points into.
+  mutable CK_OBJECT_HANDLE private_handle_;
+  mutable uint64_t epoch_;  // the module epoch private_handle_ belongs to
   mutable std::shared_ptr<Generation> generation_;
   mutable UniqueEvpPkey pkey_;
 };

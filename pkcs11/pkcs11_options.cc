@@ -110,6 +110,14 @@ absl::Status QueryAttribute(absl::string_view name, const std::string& value,
     options.allow_import = value == "true";
   } else if (name == "x-lock-dir") {
     options.lock_dir = value;
+  } else if (name == "x-token-lease") {
+    int seconds = 0;
+    if (!absl::SimpleAtoi(value, &seconds) || seconds < 1 || seconds > 3600) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "x-token-lease must be a number of seconds from 1 to 3600, not \"",
+          value, "\""));
+    }
+    options.token_lease = absl::Seconds(seconds);
   } else if (name == "pin-value") {
     return absl::InvalidArgumentError(
         "pin-value is refused: a PIN must not live in a URI (use "
@@ -227,6 +235,11 @@ absl::Status CheckOptions(const Pkcs11StoreOptions& options) {
     return absl::InvalidArgumentError(
         absl::StrCat("lock_dir (x-lock-dir=) \"", options.lock_dir,
                      "\" is not an absolute path"));
+  }
+  if (options.token_lease < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("token_lease (x-token-lease=) is negative (",
+                     absl::FormatDuration(options.token_lease), ")"));
   }
   return absl::OkStatus();
 }

@@ -19,6 +19,7 @@
 #include "pkcs11/pkcs11_options.h"
 #include "pkcs11/raw_token.h"
 #include "pkcs11/token_index.h"
+#include "pkcs11/token_lease.h"
 #include "pkcs11/token_objects.h"
 
 namespace certstore {
@@ -36,16 +37,33 @@ struct KeyPlan {
   CK_OBJECT_HANDLE imported_public = 0;  // non-zero: imported by this Put
 };
 
+// The lock file of this host and the lease on the token, released in the
+// reverse order.
+class HostAndTokenLock : public AliasLock {
+ public:
+  HostAndTokenLock(std::unique_ptr<AliasLock> host,
+                   std::unique_ptr<AliasLock> token)
+      : host_(std::move(host)), token_(std::move(token)) {}
+  ~HostAndTokenLock() override { token_.reset(); }
+
+ private:
+  std::unique_ptr<AliasLock> host_;
+  std::unique_ptr<AliasLock> token_;
+};
+
 class Pkcs11Store final : public CertStore {
  public:
   Pkcs11Store(std::string name, std::shared_ptr<RawToken> token,
+              std::shared_ptr<RawToken> lease_writer,
               internal::UniqueFd lock_dir, const Pkcs11StoreOptions& options)
       : name_(std::move(name)),
         token_(std::move(token)),
+        lease_writer_(std::move(lease_writer)),
         lock_dir_(std::move(lock_dir)),
         clock_(options.clock != nullptr ? options.clock : Clock::System()),
         allow_import_(options.allow_import),
-        cache_ttl_(options.cache_ttl) {}
+        cache_ttl_(options.cache_ttl),
+        token_lease_(options.token_lease) {}
 
   std::string Name() const override { return name_; }
 
@@ -66,10 +84,26 @@ class Pkcs11Store final : public CertStore {
     if (absl::Status s = ValidateAlias(alias); !s.ok()) {
       return WithContext(s, OpContext(Name(), "LockAlias", ""));
     }
-    return internal::LockAliasAcrossProcesses(
-        alias_locks_, alias, lock_dir_.get(),
-        pkcs11_internal::MintLockFileName(token_->label(), alias), timeout,
-        OpContext(Name(), "LockAlias", alias));
+    const std::string context = OpContext(Name(), "LockAlias", alias);
+    const absl::Time deadline = absl::Now() + timeout;
+    absl::StatusOr<std::unique_ptr<AliasLock>> host_lock =
+        internal::LockAliasAcrossProcesses(
+            alias_locks_, alias, lock_dir_.get(),
+            pkcs11_internal::MintLockFileName(token_->label(), alias), timeout,
+            context);
+    if (!host_lock.ok() || token_lease_ <= absl::ZeroDuration()) {
+      return host_lock;
+    }
+    // This host's processes queue on the lock file; one of them at a time
+    // contends for the token's lease with the other hosts.
+    absl::StatusOr<std::unique_ptr<AliasLock>> lease =
+        pkcs11_internal::AcquireTokenLease(token_, lease_writer_, alias,
+                                           token_lease_, deadline);
+    if (!lease.ok()) {
+      return WithContext(lease.status(), context);
+    }
+    return std::unique_ptr<AliasLock>(std::make_unique<HostAndTokenLock>(
+        *std::move(host_lock), *std::move(lease)));
   }
 
  private:
@@ -101,10 +135,14 @@ class Pkcs11Store final : public CertStore {
 
   const std::string name_;
   const std::shared_ptr<RawToken> token_;
+  // Writes the mint lease on a second instance of the module (null without
+  // token_lease; token_lease.h says why).
+  const std::shared_ptr<RawToken> lease_writer_;
   const internal::UniqueFd lock_dir_;  // LockAlias's lock files
   const Clock* const clock_;
   const bool allow_import_;
   const absl::Duration cache_ttl_;
+  const absl::Duration token_lease_;  // zero: no lease on the token
   absl::flat_hash_map<std::string, AliasState> cache_
       ABSL_GUARDED_BY(token_->module().mu());
   InProcessAliasLocks alias_locks_;
@@ -187,7 +225,7 @@ absl::StatusOr<KeyPlan> Pkcs11Store::PlanKey(const Entry& entry,
       token_key->token().label() == token_->label()) {
     token_key->mu().AssertHeld();  // the same module: its mutex is held
     CERTSTORE_RETURN_IF_ERROR(token_key->CheckOnToken());
-    return KeyPlan{token_key->ref().id, token_key->ref().private_handle, 0};
+    return KeyPlan{token_key->ref().id, token_key->private_handle(), 0};
   }
   for (const StoredEntry& stored : state.entries) {
     if (stored.entry->key()->public_key_der() ==
@@ -449,6 +487,12 @@ absl::StatusOr<std::unique_ptr<CertStore>> OpenPkcs11Store(
   if (!module.ok()) {
     return WithContext(module.status(), context);
   }
+  std::shared_ptr<RawToken> lease_writer;
+  if (options.token_lease > absl::ZeroDuration()) {
+    lease_writer = std::make_shared<RawToken>(
+        *module, options.token_label, *pin, options.token_retry_interval,
+        RawToken::Instance::kSecond);
+  }
   auto token =
       std::make_shared<RawToken>(*std::move(module), options.token_label,
                                  *std::move(pin), options.token_retry_interval);
@@ -458,7 +502,8 @@ absl::StatusOr<std::unique_ptr<CertStore>> OpenPkcs11Store(
     CERTSTORE_RETURN_IF_ERROR(WithContext(token->Connect(), context));
   }
   return std::unique_ptr<CertStore>(std::make_unique<Pkcs11Store>(
-      name, std::move(token), *std::move(lock_dir), options));
+      name, std::move(token), std::move(lease_writer), *std::move(lock_dir),
+      options));
 }
 
 }  // namespace certstore

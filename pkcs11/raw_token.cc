@@ -50,18 +50,25 @@ Template& Template::AddUlong(CK_ATTRIBUTE_TYPE type, CK_ULONG value) {
 }
 
 RawToken::RawToken(std::shared_ptr<ModuleContext> module, std::string label,
-                   std::string pin, absl::Duration retry_interval)
+                   std::string pin, absl::Duration retry_interval,
+                   Instance instance)
     : module_(std::move(module)),
       label_(std::move(label)),
       pin_(std::move(pin)),
-      retry_interval_(retry_interval) {}
+      retry_interval_(retry_interval),
+      instance_(instance) {}
+
+CK_FUNCTION_LIST* RawToken::functions() const {
+  return instance_ == Instance::kSecond ? module().SecondInstance()
+                                        : module().functions();
+}
 
 RawToken::~RawToken() {
   OPENSSL_cleanse(pin_.data(), pin_.size());
   if (connected_) {
     // Closed at the module's next Prepare: this destructor may run on any
     // thread, with or without the module's mutex.
-    module().RetireSession(session_, session_epoch_);
+    module().RetireSession(session_instance_, session_, session_epoch_);
   }
 }
 
@@ -91,7 +98,7 @@ bool PauseBeforeRetry(absl::Time start, int attempt) {
 }  // namespace
 
 absl::StatusOr<CK_SLOT_ID> RawToken::FindSlot() {
-  CK_FUNCTION_LIST* f = module().functions();
+  CK_FUNCTION_LIST* f = functions();
   CK_ULONG count = 0;
   CK_RV rv = f->C_GetSlotList(CK_TRUE, nullptr, &count);
   std::vector<CK_SLOT_ID> slots(count);
@@ -128,13 +135,13 @@ absl::StatusOr<CK_SLOT_ID> RawToken::FindSlotOrReinitialize() {
 
 void RawToken::DropSession() {
   if (connected_ && session_epoch_ == module().epoch()) {
-    module().functions()->C_CloseSession(session_);
+    functions()->C_CloseSession(session_);
   }
   connected_ = false;
 }
 
 CK_RV RawToken::LoginWith(const std::string& pin) {
-  return module().functions()->C_Login(
+  return functions()->C_Login(
       session_, CKU_USER,
       reinterpret_cast<CK_UTF8CHAR*>(const_cast<char*>(pin.data())),
       static_cast<CK_ULONG>(pin.size()));
@@ -147,7 +154,7 @@ CK_RV RawToken::Login() {
       *verified != pin_) {
     // Someone else's login answered for us: check our own PIN for real,
     // and put their login back when ours is wrong.
-    module().functions()->C_Logout(session_);
+    functions()->C_Logout(session_);
     rv = LoginWith(pin_);
     if (rv != CKR_OK) {
       LoginWith(*verified);
@@ -163,7 +170,7 @@ CK_RV RawToken::Login() {
 absl::Status RawToken::Connect() {
   DropSession();
   const absl::Time start = absl::Now();
-  CK_FUNCTION_LIST* f = module().functions();
+  CK_FUNCTION_LIST* f = functions();
   for (int attempt = 0;; ++attempt) {
     absl::StatusOr<CK_SLOT_ID> slot = FindSlotOrReinitialize();
     CK_RV rv = CKR_TOKEN_NOT_PRESENT;
@@ -198,6 +205,7 @@ absl::Status RawToken::Connect() {
   }
   connected_ = true;
   ever_connected_ = true;
+  session_instance_ = f;
   session_epoch_ = module().epoch();
   return absl::OkStatus();
 }
@@ -213,7 +221,7 @@ absl::Status RawToken::EnsureSession() {
 absl::Status RawToken::CheckToken() {
   CERTSTORE_RETURN_IF_ERROR(EnsureSession());
   CK_TOKEN_INFO info;
-  const CK_RV rv = module().functions()->C_GetTokenInfo(slot_, &info);
+  const CK_RV rv = functions()->C_GetTokenInfo(slot_, &info);
   if (rv == CKR_OK && TokenLabel(info) == label_) {
     return absl::OkStatus();
   }
@@ -232,7 +240,7 @@ absl::Status RawToken::Run(absl::string_view what, Call call) {
 }
 
 absl::StatusOr<std::vector<CK_OBJECT_HANDLE>> RawToken::Find(Template& match) {
-  CK_FUNCTION_LIST* f = module().functions();
+  CK_FUNCTION_LIST* f = functions();
   std::vector<CK_OBJECT_HANDLE> found;
   CERTSTORE_RETURN_IF_ERROR(
       Run("C_FindObjects", [&](CK_SESSION_HANDLE session) {
@@ -255,7 +263,7 @@ absl::StatusOr<std::vector<CK_OBJECT_HANDLE>> RawToken::Find(Template& match) {
 
 absl::StatusOr<std::string> RawToken::Attribute(CK_OBJECT_HANDLE object,
                                                 CK_ATTRIBUTE_TYPE type) {
-  CK_FUNCTION_LIST* f = module().functions();
+  CK_FUNCTION_LIST* f = functions();
   std::string value;
   CERTSTORE_RETURN_IF_ERROR(
       Run("C_GetAttributeValue", [&](CK_SESSION_HANDLE session) {
@@ -276,7 +284,7 @@ absl::StatusOr<std::string> RawToken::Attribute(CK_OBJECT_HANDLE object,
 
 absl::Status RawToken::Matches(CK_OBJECT_HANDLE object, CK_ATTRIBUTE_TYPE type,
                                absl::string_view expected) {
-  CK_FUNCTION_LIST* f = module().functions();
+  CK_FUNCTION_LIST* f = functions();
   std::string value(expected.size(), '\0');
   CK_ATTRIBUTE attr = {type, value.data(), static_cast<CK_ULONG>(value.size())};
   CERTSTORE_RETURN_IF_ERROR(
@@ -293,7 +301,7 @@ absl::Status RawToken::Matches(CK_OBJECT_HANDLE object, CK_ATTRIBUTE_TYPE type,
 }
 
 absl::StatusOr<CK_OBJECT_HANDLE> RawToken::Create(Template& object) {
-  CK_FUNCTION_LIST* f = module().functions();
+  CK_FUNCTION_LIST* f = functions();
   CK_OBJECT_HANDLE handle = 0;
   CERTSTORE_RETURN_IF_ERROR(
       Run("C_CreateObject", [&](CK_SESSION_HANDLE session) {
@@ -304,7 +312,7 @@ absl::StatusOr<CK_OBJECT_HANDLE> RawToken::Create(Template& object) {
 }
 
 absl::Status RawToken::Destroy(CK_OBJECT_HANDLE object) {
-  CK_FUNCTION_LIST* f = module().functions();
+  CK_FUNCTION_LIST* f = functions();
   return Run("C_DestroyObject", [&](CK_SESSION_HANDLE session) {
     const CK_RV rv = f->C_DestroyObject(session, object);
     return rv == CKR_OBJECT_HANDLE_INVALID ? static_cast<CK_RV>(CKR_OK) : rv;
@@ -315,7 +323,7 @@ absl::StatusOr<std::pair<CK_OBJECT_HANDLE, CK_OBJECT_HANDLE>>
 RawToken::GenerateKeyPair(CK_MECHANISM_TYPE mechanism,
                           Template& public_template,
                           Template& private_template) {
-  CK_FUNCTION_LIST* f = module().functions();
+  CK_FUNCTION_LIST* f = functions();
   CK_MECHANISM mech = {mechanism, nullptr, 0};
   CK_OBJECT_HANDLE public_key = 0;
   CK_OBJECT_HANDLE private_key = 0;

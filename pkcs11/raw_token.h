@@ -52,8 +52,12 @@ class RawToken {
   // wiped on destruction). A token that disappears is looked for again at
   // most once per `retry_interval`, re-initialising the module when it owns
   // initialisation (the only way SoftHSM sees a re-created token).
+  // kSecond: work on ModuleContext::SecondInstance (the mint lease's own
+  // connection to a network module), not on the instance libp11 shares.
+  enum class Instance { kShared, kSecond };
   RawToken(std::shared_ptr<ModuleContext> module, std::string label,
-           std::string pin, absl::Duration retry_interval);
+           std::string pin, absl::Duration retry_interval,
+           Instance instance = Instance::kShared);
   ~RawToken();
   RawToken(const RawToken&) = delete;
   RawToken& operator=(const RawToken&) = delete;
@@ -112,6 +116,8 @@ class RawToken {
   }
 
  private:
+  CK_FUNCTION_LIST* functions() const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(module().mu());
   absl::Status EnsureSession() ABSL_EXCLUSIVE_LOCKS_REQUIRED(module().mu());
   absl::StatusOr<CK_SLOT_ID> FindSlot()
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(module().mu());
@@ -131,6 +137,8 @@ class RawToken {
   const std::string label_;
   std::string pin_;
   const absl::Duration retry_interval_;
+  const Instance instance_;
+  CK_FUNCTION_LIST* session_instance_ = nullptr;  // where session_ is open
   CK_SLOT_ID slot_ = 0;
   CK_SESSION_HANDLE session_ = 0;
   bool connected_ = false;

@@ -10,6 +10,7 @@
 #include "certstore/chain.h"
 #include "certstore/status_macros.h"
 #include "pkcs11/pkcs11_key.h"
+#include "pkcs11/token_lease.h"
 #include "pkcs11/token_objects.h"
 
 namespace certstore::pkcs11_internal {
@@ -29,17 +30,6 @@ absl::StatusOr<CK_ULONG> UlongAttribute(RawToken& token,
 }
 
 // The first object of `object_class` with CKA_ID `id`, or 0.
-absl::StatusOr<CK_OBJECT_HANDLE> FindById(RawToken& token,
-                                          CK_OBJECT_CLASS object_class,
-                                          absl::string_view id)
-    ABSL_EXCLUSIVE_LOCKS_REQUIRED(token.module().mu()) {
-  Template match;
-  match.AddUlong(CKA_CLASS, object_class).Add(CKA_ID, id);
-  CERTSTORE_ASSIGN_OR_RETURN(std::vector<CK_OBJECT_HANDLE> found,
-                             token.Find(match));
-  return found.empty() ? 0 : found[0];
-}
-
 // What LoadAliasEntries needs while pairing certificates with keys.
 struct Pairing {
   absl::flat_hash_map<std::string, CK_OBJECT_HANDLE> private_by_id;
@@ -221,9 +211,15 @@ absl::StatusOr<AliasObjects> FindAliasObjects(RawToken& token,
       case CKO_CERTIFICATE:
         objects.certificates.push_back(h);
         break;
-      case CKO_DATA:
-        objects.records.push_back(h);
+      case CKO_DATA: {
+        // A mint lease (token_lease.h) carries the alias too; it is the
+        // lock's, not part of the alias's entries.
+        absl::StatusOr<std::string> app = token.Attribute(h, CKA_APPLICATION);
+        if (!app.ok() || *app != kLeaseApplication) {
+          objects.records.push_back(h);
+        }
         break;
+      }
       case CKO_PRIVATE_KEY:
         objects.private_keys.push_back(h);
         break;

@@ -153,6 +153,16 @@ absl::StatusOr<EntryRecord> DecodeRecord(absl::string_view bytes) {
   return r;
 }
 
+absl::StatusOr<CK_OBJECT_HANDLE> FindById(RawToken& token,
+                                          CK_OBJECT_CLASS object_class,
+                                          absl::string_view id) {
+  Template match;
+  match.AddUlong(CKA_CLASS, object_class).Add(CKA_ID, id);
+  CERTSTORE_ASSIGN_OR_RETURN(std::vector<CK_OBJECT_HANDLE> found,
+                             token.Find(match));
+  return found.empty() ? 0 : found[0];
+}
+
 absl::StatusOr<CK_OBJECT_HANDLE> WriteRecordObject(RawToken& token,
                                                    absl::string_view alias,
                                                    const EntryRecord& record) {

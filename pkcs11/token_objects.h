@@ -46,6 +46,13 @@ std::string EncodeRecord(const EntryRecord& record);
 // DataLoss (saying what is wrong) for anything but a well-formed record.
 absl::StatusOr<EntryRecord> DecodeRecord(absl::string_view bytes);
 
+// With the module's mutex held: the first object of `object_class` with
+// CKA_ID `id`, or 0 for none.
+absl::StatusOr<CK_OBJECT_HANDLE> FindById(RawToken& token,
+                                          CK_OBJECT_CLASS object_class,
+                                          absl::string_view id)
+    ABSL_EXCLUSIVE_LOCKS_REQUIRED(token.module().mu());
+
 // With the module's mutex held: writes the CKO_DATA record of `alias`.
 absl::StatusOr<CK_OBJECT_HANDLE> WriteRecordObject(RawToken& token,
                                                    absl::string_view alias,

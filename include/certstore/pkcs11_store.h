@@ -85,6 +85,16 @@ struct Pkcs11StoreOptions {
   /// `$XDG_STATE_HOME/certstore` or `~/.local/state/certstore`.
   std::string lock_dir;
 
+  /// Zero (default): LockAlias excludes the processes of this host only
+  /// (lock_dir). Positive: it also takes a lease on the token — a data
+  /// object labelled with the alias (application "certstore-lease") — so
+  /// that hosts sharing the token through a network module
+  /// (p11-kit-client.so) mint once between them. A lease whose holder
+  /// does not release it (a crash) is taken over after this long: make it
+  /// longer than a mint (key generation + issue + Put), and keep the
+  /// hosts' clocks in sync to well within it. See docs/fleet.md.
+  absl::Duration token_lease = absl::ZeroDuration();
+
   /// Time source for selection; null means Clock::System().
   const Clock* clock = nullptr;
 };
@@ -96,7 +106,8 @@ struct Pkcs11StoreOptions {
 ///   query attributes: module-path or module-name (a module file name looked
 ///     up in the usual PKCS#11 module directories), `pin-source=file:PATH`,
 ///     `x-allow-import=true|false` (a vendor attribute: allow_import below),
-///     `x-lock-dir=ABSOLUTE_PATH` (a vendor attribute: lock_dir below).
+///     `x-lock-dir=ABSOLUTE_PATH` (a vendor attribute: lock_dir below),
+///     `x-token-lease=SECONDS` (1 to 3600; token_lease below).
 /// Values are percent-decoded. pin-value is refused (a PIN must not live in a
 /// URI) and its value never appears in the error. InvalidArgument naming the
 /// URI part and what was expected.

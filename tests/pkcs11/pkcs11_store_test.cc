@@ -2,6 +2,7 @@
 // source), refusals, and what CreateKey / Put leave on the token.
 #include "certstore/pkcs11_store.h"
 
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -15,6 +16,7 @@
 #include "certstore/errors.h"
 #include "certstore/testing/status_matchers.h"
 #include "certstore/testing/test_pki.h"
+#include "pkcs11/module_context.h"
 #include "pkcs11/pkcs11_options.h"
 #include "tests/pkcs11/softhsm_token.h"
 #include "tests/support/replay_seed.h"
@@ -111,6 +113,22 @@ TEST(Pkcs11UriTest, LockDirIsAVendorQueryAttribute) {
   ASSERT_OK(options);
   EXPECT_EQ(options->lock_dir, "/run/user/1000/certstore locks");
   EXPECT_EQ(ParsePkcs11Uri("pkcs11:token=a?module-path=/m.so")->lock_dir, "");
+}
+
+TEST(Pkcs11UriTest, TokenLeaseIsAVendorQueryAttributeInSeconds) {
+  auto options = ParsePkcs11Uri(
+      "pkcs11:token=a?module-path=/m.so&pin-source=file:/p&x-token-lease=45");
+  ASSERT_OK(options);
+  EXPECT_EQ(options->token_lease, absl::Seconds(45));
+  EXPECT_EQ(ParsePkcs11Uri("pkcs11:token=a?module-path=/m.so")->token_lease,
+            absl::ZeroDuration());
+  for (const char* bad : {"0", "-5", "3601", "1.5", "30s", ""}) {
+    EXPECT_THAT(
+        ParsePkcs11Uri(absl::StrCat(
+            "pkcs11:token=a?module-path=/m.so&x-token-lease=", bad)),
+        StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("lease")))
+        << bad;
+  }
 }
 
 TEST(Pkcs11UriTest, ModuleNameIsLookedUp) {
@@ -252,6 +270,11 @@ TEST_F(Pkcs11StoreTest, MissingOptionsAreNamed) {
   EXPECT_THAT(
       OpenPkcs11Store(options),
       StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("exactly one")));
+  options = Options();
+  options.token_lease = absl::Seconds(-1);
+  EXPECT_THAT(
+      OpenPkcs11Store(options),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("token_lease")));
 }
 
 // The lock directory must be an absolute path to a directory only this
@@ -279,6 +302,28 @@ TEST_F(Pkcs11StoreTest, UnsafeOrRelativeLockDirIsRefusedNamingIt) {
 
 // One lock file per token and alias, of a fixed-length name whatever the
 // alias holds (slashes, dots, 1,024 bytes).
+// certstore reads the function list libp11 0.4.12 initialised from its
+// private context (libp11 has no accessor) and uses it, so that modules
+// that hand each caller a new instance (p11-kit-client.so) have one. On
+// SoftHSM, which hands every caller one list, it must be that very list:
+// a libp11 whose layout differs fails here.
+TEST_F(Pkcs11StoreTest, ModuleUsesTheFunctionListLibp11Initialised) {
+  auto module = pkcs11_internal::ModuleContext::Acquire(
+      std::string(kSoftHsmModule), /*initialize_module=*/true);
+  ASSERT_OK(module);
+  void* handle = dlopen(std::string(kSoftHsmModule).c_str(),
+                        RTLD_NOW | RTLD_LOCAL | RTLD_NOLOAD);
+  ASSERT_NE(handle, nullptr);
+  auto get_list = reinterpret_cast<CK_C_GetFunctionList>(
+      dlsym(handle, "C_GetFunctionList"));
+  ASSERT_NE(get_list, nullptr);
+  CK_FUNCTION_LIST* list = nullptr;
+  ASSERT_EQ(get_list(&list), CKR_OK);
+  EXPECT_EQ((*module)->libp11_functions(), list);
+  EXPECT_EQ((*module)->functions(), list);
+  dlclose(handle);
+}
+
 TEST(Pkcs11LockFileTest, NamesArePerTokenAndAlias) {
   using pkcs11_internal::MintLockFileName;
   const std::string name = MintLockFileName("token-a", "svc#att=0");
