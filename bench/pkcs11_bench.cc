@@ -50,6 +50,7 @@
 #include "certstore/openssl_types.h"
 #include "certstore/pkcs11_store.h"
 #include "certstore/testing/test_pki.h"
+#include "tests/pkcs11/p11kit_server.h"
 #include "tests/pkcs11/softhsm_token.h"
 
 namespace certstore::bench {
@@ -62,7 +63,9 @@ constexpr int64_t kSizes[] = {10, 100, 1000};
 const testing::SoftHsmToken& Token(int64_t size) {
   static auto* tokens = [] {
     auto* made = new std::map<int64_t, const testing::SoftHsmToken*>();
-    for (int64_t n : {int64_t{0}, int64_t{10}, int64_t{100}, int64_t{1000}}) {
+    // -1: the token served by p11-kit server (the remote benchmarks).
+    for (int64_t n :
+         {int64_t{-1}, int64_t{0}, int64_t{10}, int64_t{100}, int64_t{1000}}) {
       auto token =
           testing::SoftHsmToken::Create(absl::StrFormat("bench-%d", n));
       CheckOk(token.status(), "SoftHsmToken::Create");
@@ -75,13 +78,16 @@ const testing::SoftHsmToken& Token(int64_t size) {
 
 // The raw function list and a logged-in session of our own on a token.
 struct RawSession {
-  explicit RawSession(const testing::SoftHsmToken& token) {
-    void* dl = dlopen(std::string(testing::kSoftHsmModule).c_str(),
-                      RTLD_NOW | RTLD_LOCAL);
+  explicit RawSession(
+      const testing::SoftHsmToken& token,
+      const std::string& module = std::string(testing::kSoftHsmModule)) {
+    void* dl = dlopen(module.c_str(), RTLD_NOW | RTLD_LOCAL);
     auto get =
         reinterpret_cast<CK_C_GetFunctionList>(dlsym(dl, "C_GetFunctionList"));
     get(&f);
-    f->C_Initialize(nullptr);  // ALREADY_INITIALIZED: a store has it
+    // ALREADY_INITIALIZED: a store has it (p11-kit-client.so gives each
+    // caller a new instance: this one is ours to initialise).
+    f->C_Initialize(nullptr);
     CK_SLOT_ID slots[16];
     CK_ULONG count = 16;
     f->C_GetSlotList(CK_TRUE, slots, &count);
@@ -313,9 +319,10 @@ std::string EcdsaDer(const unsigned char* raw, size_t len) {
   return out;
 }
 
-bool TokenSignVerify(const ProbeFixture& p, KeyType type,
+bool TokenSignVerify(const RawSession& raw, CK_OBJECT_HANDLE private_key,
+                     EVP_PKEY* public_key, KeyType type,
                      const std::string& message) {
-  CK_FUNCTION_LIST* f = p.raw->f;
+  CK_FUNCTION_LIST* f = raw.f;
   unsigned char digest[SHA256_DIGEST_LENGTH];
   SHA256(reinterpret_cast<const unsigned char*>(message.data()), message.size(),
          digest);
@@ -324,8 +331,8 @@ bool TokenSignVerify(const ProbeFixture& p, KeyType type,
   unsigned char sig[512];
   CK_ULONG sig_len = sizeof(sig);
   const bool ec = type == KeyType::kEcP256;
-  if (f->C_SignInit(p.raw->session, &mech, p.private_key) != CKR_OK ||
-      f->C_Sign(p.raw->session,
+  if (f->C_SignInit(raw.session, &mech, private_key) != CKR_OK ||
+      f->C_Sign(raw.session,
                 ec ? digest
                    : reinterpret_cast<unsigned char*>(
                          const_cast<char*>(message.data())),
@@ -338,7 +345,7 @@ bool TokenSignVerify(const ProbeFixture& p, KeyType type,
          : std::string(reinterpret_cast<char*>(sig), sig_len);
   UniqueEvpMdCtx verify(EVP_MD_CTX_new());
   return EVP_DigestVerifyInit(verify.get(), nullptr, EVP_sha256(), nullptr,
-                              p.public_key) == 1 &&
+                              public_key) == 1 &&
          EVP_DigestVerify(
              verify.get(), reinterpret_cast<const unsigned char*>(der.data()),
              der.size(), reinterpret_cast<const unsigned char*>(message.data()),
@@ -349,7 +356,7 @@ void BM_Floor_P11_SignVerify(benchmark::State& state, KeyType type) {
   const ProbeFixture& p = BuiltOnce<ProbeFixture>(static_cast<int64_t>(type));
   const std::string message(54, 'm');  // ProbeEntryKey's challenge size
   for (auto _ : state) {
-    if (!TokenSignVerify(p, type, message)) {
+    if (!TokenSignVerify(*p.raw, p.private_key, p.public_key, type, message)) {
       state.SkipWithError("token sign + verify failed");
       break;
     }
@@ -380,6 +387,104 @@ BENCHMARK_CAPTURE(BM_Pkcs11_ProbeKey, rsa, KeyType::kRsa2048)
     ->UseRealTime()
     ->Unit(benchmark::kMicrosecond);
 
+// The same token behind `p11-kit server` on a unix socket, reached through
+// p11-kit-client.so (docs/fleet.md): a store with one entry whose key was
+// made on the token, and a raw session of its own through the client module.
+struct RemoteFixture {
+  explicit RemoteFixture(int64_t type) : clock(testing::TestNow()) {
+    const testing::SoftHsmToken& token = Token(-1);
+    server = std::make_unique<testing::P11KitServer>(token);
+    CheckOk(server->Start(), "p11-kit server");
+    auto options = ParsePkcs11Uri(
+        server->ClientUri("&x-lock-dir=" + testing::SoftHsmToken::LockDir()));
+    CheckOk(options.status(), "ParsePkcs11Uri");
+    options->clock = &clock;
+    auto opened = OpenPkcs11Store(*options);
+    CheckOk(opened.status(), "OpenPkcs11Store (remote)");
+    store = *std::move(opened);
+    const std::string alias = absl::StrFormat("remote-%d", type);
+    auto key = store->CreateKey(alias, KeySpec{static_cast<KeyType>(type)});
+    CheckOk(key.status(), "CreateKey (remote)");
+    testing::TestPki pki;
+    entry = pki.MakeEntry(alias, *key, NotBefore(), NotAfter());
+    CheckOk(store->Put(entry), "Put (remote)");
+    CheckOk(store->ProbeKey(*entry), "ProbeKey (remote)");
+    auto module = testing::P11KitClientModule();
+    CheckOk(module.status(), "p11-kit-client.so");
+    raw = std::make_unique<RawSession>(token, *module);
+    private_key = raw->PrivateKeyOf(alias);
+    public_key = X509_get0_pubkey((*entry->Chain())[0]);
+  }
+  ManualClock clock;
+  std::unique_ptr<testing::P11KitServer> server;
+  std::unique_ptr<CertStore> store;
+  std::shared_ptr<const Entry> entry;
+  std::unique_ptr<RawSession> raw;
+  CK_OBJECT_HANDLE private_key = 0;
+  EVP_PKEY* public_key = nullptr;  // owned by the entry's leaf
+};
+
+const RemoteFixture& Remote(KeyType type) {
+  return BuiltOnce<RemoteFixture>(static_cast<int64_t>(type));
+}
+
+void BM_Floor_P11Remote_GetAttribute(benchmark::State& state) {
+  const RemoteFixture& r = Remote(KeyType::kEcP256);
+  unsigned char id[64];
+  for (auto _ : state) {
+    CK_ATTRIBUTE attr = {CKA_ID, id, sizeof(id)};
+    if (r.raw->f->C_GetAttributeValue(r.raw->session, r.private_key, &attr,
+                                      1) != CKR_OK) {
+      state.SkipWithError("C_GetAttributeValue");
+      break;
+    }
+  }
+}
+
+void BM_Pkcs11Remote_Find(benchmark::State& state) {
+  const RemoteFixture& r = Remote(KeyType::kEcP256);
+  for (auto _ : state) {
+    auto entry = r.store->Find(r.entry->alias());
+    if (!entry.ok()) {
+      state.SkipWithError(entry.status().ToString().c_str());
+      break;
+    }
+  }
+}
+
+void BM_Floor_P11Remote_SignVerify(benchmark::State& state, KeyType type) {
+  const RemoteFixture& r = Remote(type);
+  const std::string message(54, 'm');
+  for (auto _ : state) {
+    if (!TokenSignVerify(*r.raw, r.private_key, r.public_key, type, message)) {
+      state.SkipWithError("remote token sign + verify failed");
+      break;
+    }
+  }
+}
+
+void BM_Pkcs11Remote_ProbeKey(benchmark::State& state, KeyType type) {
+  const RemoteFixture& r = Remote(type);
+  for (auto _ : state) {
+    absl::Status status = r.store->ProbeKey(*r.entry);
+    if (!status.ok()) {
+      state.SkipWithError(status.ToString().c_str());
+      break;
+    }
+  }
+}
+
+BENCHMARK(BM_Floor_P11Remote_GetAttribute)
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_Pkcs11Remote_Find)->UseRealTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(BM_Floor_P11Remote_SignVerify, ec, KeyType::kEcP256)
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(BM_Pkcs11Remote_ProbeKey, ec, KeyType::kEcP256)
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
+
 std::string Run(absl::string_view family, int64_t n) {
   return absl::StrFormat("%s/%d/real_time", family, n);
 }
@@ -393,6 +498,14 @@ bool RegisterPkcs11Ratios() {
                   Run("BM_Floor_P11_GetAttribute", n));
   }
   RegisterRatio("BM_Pkcs11_ProbeKey", "BM_Floor_P11_SignVerify", 1.2);
+  // Through p11-kit server: ours against the same calls made raw through
+  // the client module, and remote against local (context: the socket).
+  RegisterRatio("BM_Pkcs11Remote_Find/real_time",
+                "BM_Floor_P11Remote_GetAttribute/real_time");
+  RegisterRatio("BM_Pkcs11Remote_ProbeKey", "BM_Floor_P11Remote_SignVerify",
+                1.2);
+  RegisterRatio("BM_Pkcs11Remote_Find/real_time", Run("BM_Pkcs11_Find", 10));
+  RegisterRatio("BM_Pkcs11Remote_ProbeKey", "BM_Pkcs11_ProbeKey");
   return true;
 }
 
