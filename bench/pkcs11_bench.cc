@@ -502,8 +502,7 @@ bool RegisterPkcs11Ratios() {
   // the client module, and remote against local (context: the socket).
   RegisterRatio("BM_Pkcs11Remote_Find/real_time",
                 "BM_Floor_P11Remote_GetAttribute/real_time");
-  RegisterRatio("BM_Pkcs11Remote_ProbeKey", "BM_Floor_P11Remote_SignVerify",
-                1.2);
+  RegisterRatio("BM_Pkcs11Remote_ProbeKey", "BM_Floor_P11Remote_SignVerify");
   RegisterRatio("BM_Pkcs11Remote_Find/real_time", Run("BM_Pkcs11_Find", 10));
   RegisterRatio("BM_Pkcs11Remote_ProbeKey", "BM_Pkcs11_ProbeKey");
   return true;
