@@ -27,6 +27,7 @@
 #include "certstore/status_macros.h"
 #include "client/csr.h"
 #include "client/endpoint_url.h"
+#include "client/hot_tokens.h"
 #include "client/https_transport.h"
 #include "client/rejection_ledger.h"
 #include "client/state_records.h"
@@ -203,9 +204,20 @@ class TokenClientImpl final : public TokenClient {
 
   absl::StatusOr<AccessToken> GetToken(absl::string_view scope) override;
 
+  absl::StatusOr<std::shared_ptr<const AccessToken>> GetSharedToken(
+      absl::string_view scope) override {
+    if (std::shared_ptr<const AccessToken> hot =
+            hot_.Lookup(scope, clock_->NowUnixNanos())) {
+      hot_.CountHit();
+      return hot;
+    }
+    return TokenClient::GetSharedToken(scope);
+  }
+
   TokenClientMetrics Metrics() const override {
     absl::MutexLock lock(&mu_);
     TokenClientMetrics metrics = metrics_;
+    metrics.cache_hits += hot_.hits();
     metrics.mints = minter_->Metrics().mints;
     metrics.cached_tokens = static_cast<int64_t>(tokens_.size());
     return metrics;
@@ -286,6 +298,7 @@ class TokenClientImpl final : public TokenClient {
   client_internal::RejectionLedger rejections_;
   client_internal::StateRecords platform_records_;  // keyed by issuing URL
   client_internal::ConnectionPool connections_;
+  client_internal::HotTokens hot_;  // the cached path, without mu_
 
   mutable absl::Mutex mu_;
   absl::optional<Platform> platform_ ABSL_GUARDED_BY(mu_);
@@ -579,6 +592,7 @@ absl::StatusOr<std::shared_ptr<const Entry>> TokenClientImpl::Heal(
   // looking at the store, so a layer that could not be cleared never serves
   // this binding again. Exactly one retry follows (GetToken's loop).
   CERTSTORE_RETURN_IF_ERROR(minter_->Evict(alias).status());
+  hot_.Invalidate();  // no thread serves a token of the evicted binding
   connections_.Drop(call.evicted_thumbprint);  // it presented that key
   absl::StatusOr<std::shared_ptr<const Entry>> entry = minter_->GetOrCreate(
       alias, find_options_, [&](absl::string_view a) { return Mint(a, call); });
@@ -885,6 +899,13 @@ absl::StatusOr<HttpRequest> TokenClientImpl::TokenRequest(const Entry& entry,
 }
 
 absl::StatusOr<AccessToken> TokenClientImpl::GetToken(absl::string_view scope) {
+  // A scope found here was checked when it was remembered.
+  if (std::shared_ptr<const AccessToken> hot =
+          hot_.Lookup(scope, clock_->NowUnixNanos())) {
+    hot_.CountHit();
+    return *hot;
+  }
+  const uint64_t generation = hot_.generation();
   const bool bad_scope =
       generic()
           ? absl::c_any_of(scope,
@@ -916,6 +937,12 @@ absl::StatusOr<AccessToken> TokenClientImpl::GetToken(absl::string_view scope) {
       ++metrics_.cache_hits;
       if (refresh_due) {
         RefreshInBackground(call.scope);  // this caller does not wait
+      } else {
+        // Until its refresh-ahead window (and kRecheck).
+        hot_.Remember(
+            scope, std::make_shared<const AccessToken>(*cached),
+            absl::ToUnixNanos(cached->expires_at - options_.refresh_ahead),
+            generation);
       }
       return *cached;
     }
@@ -948,6 +975,7 @@ absl::StatusOr<AccessToken> TokenClientImpl::FetchToken(
         });
       }
       tokens_[TokenKey(alias, call.scope, entry->thumbprint())] = token;
+      hot_.Invalidate();
       return token;
     }
     if (failure == FailureClass::kCredential && call.healed) {

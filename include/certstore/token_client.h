@@ -190,6 +190,19 @@ class CERTSTORE_EXPORT TokenClient {
   /// Other codes come from the store (see its header).
   virtual absl::StatusOr<AccessToken> GetToken(absl::string_view scope) = 0;
 
+  /// GetToken for hot paths: the same token and errors, shared instead of
+  /// copied. A cached token is then a lookup in the calling thread's copy
+  /// of the cache (no lock, no allocation); a binding deleted behind the
+  /// client's back (by another process) is noticed within a second.
+  virtual absl::StatusOr<std::shared_ptr<const AccessToken>> GetSharedToken(
+      absl::string_view scope) {
+    absl::StatusOr<AccessToken> token = GetToken(scope);
+    if (!token.ok()) {
+      return token.status();
+    }
+    return std::make_shared<const AccessToken>(*std::move(token));
+  }
+
   /// Counters since Create; a consistent snapshot.
   virtual TokenClientMetrics Metrics() const = 0;
 };

@@ -20,6 +20,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "certstore/clock.h"
 #include "certstore/layered_store.h"
 #include "certstore/open_store.h"
@@ -590,6 +591,50 @@ TEST_P(TokenClientTest, IssuerDownAnOldPlatformRecordStillServes) {
   EXPECT_THAT(Token(), StatusIs(absl::StatusCode::kUnavailable,
                                 HasSubstr("platform metadata")));
   emulator_->ClearFaults();
+}
+
+// The cached path serves each thread's copy without a lock; what the
+// client changes (a new token, an eviction) is seen at once, what happens
+// to the store behind its back (a binding deleted by an operator or
+// another process) within HotTokens::kRecheck (1 s).
+TEST_P(TokenClientTest,
+       CachedPathSeesABindingDeletedBehindItsBackWithinASecond) {
+  const std::string first = FirstToken();
+  ASSERT_FALSE(first.empty());
+  std::vector<std::thread> threads;
+  std::atomic<int> served{0};
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 100; ++i) {
+        auto token = Token();
+        if (token.ok() && token->from_cache && token->thumbprint == first) {
+          served++;
+        }
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  EXPECT_EQ(served.load(), 400);
+  EXPECT_EQ(client_->Metrics().cache_hits, 400);
+  // The shared form: the same token, the same errors.
+  auto shared = client_->GetSharedToken(kScope);
+  ASSERT_OK(shared);
+  EXPECT_EQ((*shared)->thumbprint, first);
+  EXPECT_TRUE((*shared)->from_cache);
+  EXPECT_EQ(client_->Metrics().cache_hits, 401);
+  EXPECT_THAT(client_->GetSharedToken("has space"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("scope")));
+  EXPECT_EQ(emulator_->GetCounters().tokens_issued, 1);
+  // Deleted in every layer, not through the client.
+  for (CertStore* place : PlacesOf(store_.get())) {
+    ASSERT_OK(place->DeleteAllForAlias(
+        absl::StrCat(emulator_->client_id(), "#att=0")));
+  }
+  absl::SleepFor(absl::Milliseconds(1100));
+  auto after = Token();
+  ASSERT_OK(after);
+  EXPECT_NE(after->thumbprint, first);
+  EXPECT_EQ(emulator_->GetCounters().mints, 2);
 }
 
 TEST_P(TokenClientTest, BadScopeIsRefusedBeforeAnyNetworkCall) {
