@@ -12,9 +12,11 @@ namespace certstore::testing {
 
 class TempDir {
  public:
-  TempDir() {
-    char tmpl[] = "/tmp/certstore-test-XXXXXX";
-    if (mkdtemp(tmpl) == nullptr) {
+  TempDir() : TempDir("/tmp") {}
+  // Under `parent` (an existing directory), e.g. /dev/shm.
+  explicit TempDir(const std::string& parent) {
+    std::string tmpl = parent + "/certstore-test-XXXXXX";
+    if (mkdtemp(tmpl.data()) == nullptr) {
       std::perror("mkdtemp");
       std::abort();
     }
