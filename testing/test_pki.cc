@@ -1,9 +1,11 @@
 #include "certstore/testing/test_pki.h"
 
+#include <openssl/pem.h>
 #include <openssl/rand.h>
 #include <openssl/x509v3.h>
 
 #include <cstdlib>
+#include <ctime>
 #include <map>
 #include <mutex>
 #include <utility>
@@ -47,6 +49,8 @@ struct CertSpec {
   absl::Time not_before;
   absl::Time not_after;
   bool is_ca = false;
+  std::string extended_key_usage = "clientAuth";  // leaves only
+  std::string subject_alt_name;                   // leaves only
 };
 
 UniqueX509 MakeCert(const CertSpec& spec, EVP_PKEY* subject_key, X509* issuer,
@@ -91,7 +95,14 @@ UniqueX509 MakeCert(const CertSpec& spec, EVP_PKEY* subject_key, X509* issuer,
                  "critical,CA:FALSE");
     AddExtension(cert.get(), issuer_cert, NID_key_usage,
                  "critical,digitalSignature");
-    AddExtension(cert.get(), issuer_cert, NID_ext_key_usage, "clientAuth");
+    if (!spec.extended_key_usage.empty()) {
+      AddExtension(cert.get(), issuer_cert, NID_ext_key_usage,
+                   spec.extended_key_usage.c_str());
+    }
+    if (!spec.subject_alt_name.empty()) {
+      AddExtension(cert.get(), issuer_cert, NID_subject_alt_name,
+                   spec.subject_alt_name.c_str());
+    }
   }
   if (issuer != nullptr) {
     AddExtension(cert.get(), issuer_cert, NID_authority_key_identifier,
@@ -138,17 +149,22 @@ struct TestPki::Impl {
   std::string intermediate_der;
 };
 
-TestPki::TestPki(KeyType ca_type) : impl_(std::make_unique<Impl>()) {
+TestPki::TestPki(KeyType ca_type, int ca_key_slot)
+    : impl_(std::make_unique<Impl>()) {
   // CA keys use pool slots tests do not hand out for leaves.
-  impl_->root_key = PoolKey(ca_type, 1000);
-  impl_->intermediate_key = PoolKey(ca_type, 1001);
+  impl_->root_key = PoolKey(ca_type, ca_key_slot);
+  impl_->intermediate_key = PoolKey(ca_type, ca_key_slot + 1);
   const absl::Time from = absl::FromUnixSeconds(946684800);    // 2000-01-01
   const absl::Time until = absl::FromUnixSeconds(4102444800);  // 2100-01-01
-  impl_->root = MakeCert({"certstore test root", "", from, until, true},
+  const std::string suffix =
+      ca_key_slot == 1000 ? "" : absl::StrCat(" ", ca_key_slot);
+  impl_->root = MakeCert({absl::StrCat("certstore test root", suffix), "", from,
+                          until, true, "", ""},
                          impl_->root_key->evp_pkey(), nullptr,
                          impl_->root_key->evp_pkey());
   impl_->intermediate =
-      MakeCert({"certstore test intermediate", "", from, until, true},
+      MakeCert({absl::StrCat("certstore test intermediate", suffix), "", from,
+                until, true, "", ""},
                impl_->intermediate_key->evp_pkey(), impl_->root.get(),
                impl_->root_key->evp_pkey());
   impl_->root_der = ToDer(impl_->root.get());
@@ -159,10 +175,12 @@ TestPki::~TestPki() = default;
 
 std::vector<std::string> TestPki::IssueChain(const Key& key,
                                              const LeafOptions& options) const {
-  UniqueX509 leaf = MakeCert({options.common_name, options.tenant,
-                              options.not_before, options.not_after, false},
-                             key.evp_pkey(), impl_->intermediate.get(),
-                             impl_->intermediate_key->evp_pkey());
+  UniqueX509 leaf =
+      MakeCert({options.common_name, options.tenant, options.not_before,
+                options.not_after, false, options.extended_key_usage,
+                options.subject_alt_name},
+               key.evp_pkey(), impl_->intermediate.get(),
+               impl_->intermediate_key->evp_pkey());
   std::vector<std::string> chain = {ToDer(leaf.get())};
   if (options.include_intermediate) {
     chain.push_back(impl_->intermediate_der);
@@ -184,6 +202,62 @@ std::shared_ptr<const Entry> TestPki::MakeEntry(const std::string& alias,
   parts.metadata = {"https://127.0.0.1/token", "test-client", "test-tenant"};
   parts.created_at = not_before;
   return Unwrap(Entry::Create(std::move(parts)), "Entry::Create");
+}
+
+namespace {
+
+std::string ToPem(X509* cert) {
+  UniqueBio bio(BIO_new(BIO_s_mem()));
+  Check(PEM_write_bio_X509(bio.get(), cert) == 1, "PEM_write_bio_X509");
+  char* data = nullptr;
+  const long len = BIO_get_mem_data(bio.get(), &data);
+  return std::string(data, static_cast<size_t>(len));
+}
+
+}  // namespace
+
+std::string TestPki::IssueCrl(
+    const std::vector<std::vector<std::string>>& revoked_chains) const {
+  std::unique_ptr<X509_CRL, OpenSslDeleter<X509_CRL_free>> crl(X509_CRL_new());
+  Check(crl != nullptr && X509_CRL_set_version(crl.get(), 1) == 1, "CRL");
+  Check(X509_CRL_set_issuer_name(
+            crl.get(), X509_get_subject_name(impl_->intermediate.get())) == 1,
+        "CRL issuer");
+  const time_t now = time(nullptr);
+  std::unique_ptr<ASN1_TIME, OpenSslDeleter<ASN1_TIME_free>> last(
+      ASN1_TIME_set(nullptr, now - 3600));
+  std::unique_ptr<ASN1_TIME, OpenSslDeleter<ASN1_TIME_free>> next(
+      ASN1_TIME_set(nullptr, now + 86400));
+  Check(X509_CRL_set1_lastUpdate(crl.get(), last.get()) == 1 &&
+            X509_CRL_set1_nextUpdate(crl.get(), next.get()) == 1,
+        "CRL times");
+  for (const std::vector<std::string>& chain : revoked_chains) {
+    const auto* der = reinterpret_cast<const unsigned char*>(chain[0].data());
+    UniqueX509 leaf(
+        d2i_X509(nullptr, &der, static_cast<long>(chain[0].size())));
+    Check(leaf != nullptr, "decode revoked leaf");
+    X509_REVOKED* revoked = X509_REVOKED_new();
+    Check(revoked != nullptr &&
+              X509_REVOKED_set_serialNumber(
+                  revoked, X509_get_serialNumber(leaf.get())) == 1 &&
+              X509_REVOKED_set_revocationDate(revoked, last.get()) == 1 &&
+              X509_CRL_add0_revoked(crl.get(), revoked) == 1,
+          "CRL entry");
+  }
+  Check(X509_CRL_sort(crl.get()) == 1 &&
+            X509_CRL_sign(crl.get(), impl_->intermediate_key->evp_pkey(),
+                          EVP_sha256()) > 0,
+        "X509_CRL_sign");
+  UniqueBio bio(BIO_new(BIO_s_mem()));
+  Check(PEM_write_bio_X509_CRL(bio.get(), crl.get()) == 1, "PEM CRL");
+  char* data = nullptr;
+  const long len = BIO_get_mem_data(bio.get(), &data);
+  return std::string(data, static_cast<size_t>(len));
+}
+
+std::string TestPki::root_pem() const { return ToPem(impl_->root.get()); }
+std::string TestPki::intermediate_pem() const {
+  return ToPem(impl_->intermediate.get());
 }
 
 const std::string& TestPki::root_der() const { return impl_->root_der; }

@@ -25,12 +25,19 @@ struct LeafOptions {
   absl::Time not_before;
   absl::Time not_after;
   bool include_intermediate = true;  ///< chain = leaf, intermediate
+  /// The leaf's extendedKeyUsage (OpenSSL config syntax); empty: none.
+  std::string extended_key_usage = "clientAuth";
+  /// The leaf's subjectAltName (OpenSSL config syntax, e.g.
+  /// "DNS:localhost,IP:127.0.0.1,URI:spiffe://example.org/a"); empty: none.
+  std::string subject_alt_name;
 };
 
 class TestPki {
  public:
-  /// Root and intermediate of type `ca_type`, valid 2000..2100.
-  explicit TestPki(KeyType ca_type = KeyType::kEcP256);
+  /// Root and intermediate of type `ca_type`, valid 2000..2100. PKIs with
+  /// different `ca_key_slot`s (pool slots, two per PKI) have different CA
+  /// keys and names, so that one does not verify the other's leaves.
+  explicit TestPki(KeyType ca_type = KeyType::kEcP256, int ca_key_slot = 1000);
   ~TestPki();
   TestPki(const TestPki&) = delete;
   TestPki& operator=(const TestPki&) = delete;
@@ -44,6 +51,15 @@ class TestPki {
                                          std::shared_ptr<const Key> key,
                                          absl::Time not_before,
                                          absl::Time not_after) const;
+
+  /// A CRL (PEM) signed by the intermediate, valid [now - 1 h, now + 1 d],
+  /// revoking the leaves of `revoked_chains` (each a chain from IssueChain).
+  std::string IssueCrl(
+      const std::vector<std::vector<std::string>>& revoked_chains) const;
+
+  /// The root (and intermediate) in PEM, for trust bundles.
+  std::string root_pem() const;
+  std::string intermediate_pem() const;
 
   const std::string& root_der() const;
   const std::string& intermediate_der() const;
