@@ -538,7 +538,7 @@ struct PeerPolicyAccess {
     auto* impl = static_cast<PeerPolicy::Impl*>(arg);
     auto* ssl = static_cast<SSL*>(
         X509_STORE_CTX_get_ex_data(ctx, SSL_get_ex_data_X509_STORE_CTX_idx()));
-    std::shared_ptr<const Snapshot> snap = impl->snapshot.Read();
+    const std::shared_ptr<const Snapshot>& snap = impl->snapshot.Read();
     auto* verdict = new PeerVerdict(Verify(ctx, *snap));
     const bool allowed = verdict->allowed;
     if (ssl != nullptr) {

@@ -26,8 +26,10 @@ class SharedSnapshot {
   SharedSnapshot(const SharedSnapshot&) = delete;
   SharedSnapshot& operator=(const SharedSnapshot&) = delete;
 
-  // The current value, from this thread's copy when it is up to date.
-  std::shared_ptr<const T> Read() const {
+  // The current value, from this thread's copy when it is up to date. The
+  // reference is valid until this thread's next Read of any snapshot of T
+  // (copy it to keep the value longer).
+  const std::shared_ptr<const T>& Read() const {
     const uint64_t version = version_.load(std::memory_order_acquire);
     Slot& slot = SlotFor(id_);
     if (slot.id != id_ || slot.version != version) {

@@ -249,6 +249,8 @@ void TlsIdentity::NotifyChanged(absl::string_view alias) {
 struct TlsIdentityAccess {
   static int CertCallback(SSL* ssl, void* arg) {
     auto* identity = static_cast<TlsIdentity*>(arg);
+    // One reference per connection (a counter shared by the threads, but
+    // no lock); the lookup itself touches only this thread's copy.
     std::shared_ptr<const Credential> credential =
         identity->impl_->credential.Read();
     if (SSL_use_cert_and_key(ssl, credential->leaf, credential->key,

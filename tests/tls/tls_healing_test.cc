@@ -156,8 +156,8 @@ TEST_F(HealingCallTest, KeyDeletedOnTheTokenEvictsOnceAndHeals) {
 
   // An operator (or a token policy) deletes the private key.
   ASSERT_OK((*token)
-                ->Pkcs11Tool(absl::StrCat("--delete-object --type privkey --id ",
-                                          KeyIdHex(**key)))
+                ->Pkcs11Tool(absl::StrCat(
+                    "--delete-object --type privkey --id ", KeyIdHex(**key)))
                 .status());
   int minted = 0;
   HealingCall call(*identity, [&](CertStore& s, const std::string& alias) {
@@ -190,7 +190,8 @@ TEST_F(HealingCallTest, RevokedCertificateEvictsOnceAndHeals) {
   std::shared_ptr<const Entry> revoked =
       ClientEntry(Pki(), "client", PoolKey(KeyType::kEcP256, 50));
   ASSERT_OK(store->Put(revoked));
-  WriteText(dir_.path() + "/revoked.crl", Pki().IssueCrl({revoked->chain_der()}));
+  WriteText(dir_.path() + "/revoked.crl",
+            Pki().IssueCrl({revoked->chain_der()}));
   MtlsServer server(ServerIdentity(), Policy({dir_.path() + "/revoked.crl"}));
   absl::StatusOr<std::shared_ptr<TlsIdentity>> identity =
       TlsIdentity::Create(store, "client");
@@ -245,7 +246,8 @@ TEST_F(HealingCallTest, AMintFailureNamesTheAlias) {
   std::shared_ptr<const Entry> revoked =
       ClientEntry(Pki(), "client", PoolKey(KeyType::kEcP256, 50));
   ASSERT_OK(store->Put(revoked));
-  WriteText(dir_.path() + "/revoked.crl", Pki().IssueCrl({revoked->chain_der()}));
+  WriteText(dir_.path() + "/revoked.crl",
+            Pki().IssueCrl({revoked->chain_der()}));
   MtlsServer server(ServerIdentity(), Policy({dir_.path() + "/revoked.crl"}));
   absl::StatusOr<std::shared_ptr<TlsIdentity>> identity =
       TlsIdentity::Create(store, "client");

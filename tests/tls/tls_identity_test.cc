@@ -188,7 +188,9 @@ TEST_P(OtherProcessRenewalTest, ThePollSwitchesNewHandshakes) {
 
 INSTANTIATE_TEST_SUITE_P(Stores, OtherProcessRenewalTest,
                          ::testing::Values("sqlite", "file"),
-                         [](const auto& param_info) { return param_info.param; });
+                         [](const auto& param_info) {
+                           return param_info.param;
+                         });
 
 // A key made on a SoftHSM token signs both sides' handshakes.
 TEST(TlsIdentityPkcs11Test, TokenKeysPresentOnBothSides) {

@@ -92,9 +92,9 @@ class InteropTest : public ::testing::TestWithParam<std::string> {
             ? *store_->CreateKey(alias, KeySpec{KeyType::kEcP256})
             : PoolKey(KeyType::kEcP256, 20 + n);
     std::shared_ptr<const Entry> entry =
-        alias == "server" ? ServerEntry(Pki(), alias, key, 30 + n)
-                          : ClientEntry(Pki(), alias, key, "client", "",
-                                        30 + n);
+        alias == "server"
+            ? ServerEntry(Pki(), alias, key, 30 + n)
+            : ClientEntry(Pki(), alias, key, "client", "", 30 + n);
     EXPECT_OK(store_->Put(entry));
     return entry;
   }
@@ -122,7 +122,8 @@ class InteropTest : public ::testing::TestWithParam<std::string> {
         ClientEntry(Pki(), "curl", PoolKey(KeyType::kEcP256, 30), "curl");
     third_party_thumbprint_ = entry->thumbprint();
     WriteText(dir_.path() + "/tp-chain.pem", ChainPem(*entry));
-    WriteText(dir_.path() + "/tp-leaf.pem", DerChainToPem({entry->chain_der()[0]}));
+    WriteText(dir_.path() + "/tp-leaf.pem",
+              DerChainToPem({entry->chain_der()[0]}));
     WriteText(dir_.path() + "/tp-intermediate.pem",
               DerChainToPem({entry->chain_der()[1]}));
     WriteText(dir_.path() + "/tp-key.pem", KeyPem(*entry->key()));
@@ -139,10 +140,10 @@ class InteropTest : public ::testing::TestWithParam<std::string> {
 TEST_P(InteropTest, CurlVerifiesOurServerAndPresentsItsCertificate) {
   MtlsServer server(Identity("server"), ClientsOfThePki());
   WriteThirdPartyClient();
-  const ProcessResult curl = RunProcess(
-      {"curl", "-sS", "--max-time", "20", "--cacert", root_, "--cert",
-       dir_.path() + "/tp-chain.pem", "--key", dir_.path() + "/tp-key.pem",
-       server.Url()});
+  const ProcessResult curl =
+      RunProcess({"curl", "-sS", "--max-time", "20", "--cacert", root_,
+                  "--cert", dir_.path() + "/tp-chain.pem", "--key",
+                  dir_.path() + "/tp-key.pem", server.Url()});
   ASSERT_EQ(curl.exit_code, 0) << curl.err;
   EXPECT_THAT(curl.out,
               HasSubstr(absl::StrCat("client=", third_party_thumbprint_)));
@@ -166,14 +167,14 @@ TEST_P(InteropTest, OpensslSClientVerifiesOurServerAndPresentsItsCertificate) {
   options.stdin_text =
       "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
   options.timeout = absl::Seconds(30);
-  const ProcessResult s_client = RunProcess(
-      {"openssl", "s_client", "-connect",
-       absl::StrCat("127.0.0.1:", server.port()), "-CAfile", root_,
-       "-verify_return_error", "-verify_ip", "127.0.0.1", "-cert",
-       dir_.path() + "/tp-leaf.pem", "-cert_chain",
-       dir_.path() + "/tp-intermediate.pem", "-key",
-       dir_.path() + "/tp-key.pem", "-quiet", "-ign_eof"},
-      options);
+  const ProcessResult s_client =
+      RunProcess({"openssl", "s_client", "-connect",
+                  absl::StrCat("127.0.0.1:", server.port()), "-CAfile", root_,
+                  "-verify_return_error", "-verify_ip", "127.0.0.1", "-cert",
+                  dir_.path() + "/tp-leaf.pem", "-cert_chain",
+                  dir_.path() + "/tp-intermediate.pem", "-key",
+                  dir_.path() + "/tp-key.pem", "-quiet", "-ign_eof"},
+                 options);
   ASSERT_EQ(s_client.exit_code, 0) << s_client.err;
   EXPECT_THAT(s_client.out,
               HasSubstr(absl::StrCat("client=", third_party_thumbprint_)));
@@ -246,7 +247,9 @@ TEST(CurlTlsTest, BadInputIsRefused) {
 
 INSTANTIATE_TEST_SUITE_P(Backends, InteropTest,
                          ::testing::Values("sqlite", "file", "pkcs11"),
-                         [](const auto& param_info) { return param_info.param; });
+                         [](const auto& param_info) {
+                           return param_info.param;
+                         });
 
 }  // namespace
 }  // namespace certstore::testing

@@ -100,10 +100,10 @@ TEST(RotationUnderLoadTest, NoHandshakeFailsAndNewHandshakesFollowRenewals) {
         WriteText(key, KeyPem(*entry.key()));
         ProcessOptions cli;
         cli.env = {"XDG_STATE_HOME=" + dir.path()};
-        const ProcessResult r = RunProcess(
-            {CERTSTORE_CLI_BIN, "--store", "sqlite:" + db, "import", side,
-             "--cert", chain, "--key", key},
-            cli);
+        const ProcessResult r =
+            RunProcess({CERTSTORE_CLI_BIN, "--store", "sqlite:" + db, "import",
+                        side, "--cert", chain, "--key", key},
+                       cli);
         if (r.exit_code != 0) {
           renew_error = absl::StrCat(side, " renewal ", n, ": ", r.err);
           break;
