@@ -71,8 +71,11 @@ struct TlsTrace {
 // "bad_certificate" for 42; "alert 201" for numbers it does not know.
 std::string AlertName(int alert);
 
-// A client-certificate alert (bad_certificate, unknown_ca, ...).
-bool IsCertificateAlert(int alert);
+// Whether a received alert refuses our certificate (bad_certificate,
+// unknown_ca, ...): the classification the token client and HealingCall use
+// (certstore/tls.h, ClassifyHandshakeFailure), during the handshake or at the
+// first read after it.
+bool RefusesOurCertificate(int alert, bool handshake_done);
 
 // A TLS client session on a connected socket. Every call is bounded by the
 // deadline it is given; failures name `address` and the phase.

@@ -182,9 +182,13 @@ std::string AlertName(int alert) {
   return absl::StrCat("alert ", alert);
 }
 
-bool IsCertificateAlert(int alert) {
-  return (alert >= 42 && alert <= 46) || alert == 48 || alert == 49 ||
-         alert == 51 || alert == 116;
+bool RefusesOurCertificate(int alert, bool handshake_done) {
+  ConnectionOutcome outcome;
+  outcome.error = TransportError::kNetwork;
+  outcome.phase =
+      handshake_done ? RequestPhase::kFirstRead : RequestPhase::kTlsHandshake;
+  outcome.tls_alert_received = alert;
+  return ClassifyHandshakeFailure(outcome) == FailureClass::kCredential;
 }
 
 TlsSession::TlsSession(UniqueFd fd, std::string address, bool has_entry)
@@ -260,7 +264,8 @@ absl::Status TlsSession::Failure(int err, int saved_errno) {
   const int alert = trace_.alert_received;
   if (alert > 0) {
     ClearOpenSslErrors();
-    if (handshake_done_ && IsCertificateAlert(alert)) {
+    const bool refused = RefusesOurCertificate(alert, handshake_done_);
+    if (handshake_done_ && refused) {
       return absl::UnauthenticatedError(absl::StrCat(
           "TLS handshake with ", address_,
           ": server rejected our certificate after the handshake: ",
@@ -268,8 +273,8 @@ absl::Status TlsSession::Failure(int err, int saved_errno) {
     }
     const std::string message =
         absl::StrCat(where, ": server sent alert ", AlertName(alert));
-    return IsCertificateAlert(alert) ? absl::UnauthenticatedError(message)
-                                     : absl::UnavailableError(message);
+    return refused ? absl::UnauthenticatedError(message)
+                   : absl::UnavailableError(message);
   }
   if (!trace_.verify_failure.empty()) {
     ClearOpenSslErrors();
@@ -374,7 +379,8 @@ std::string TlsSession::version() const {
 }
 
 bool TlsSession::late_certificate_rejection() const {
-  return handshake_done_ && IsCertificateAlert(trace_.alert_received);
+  return handshake_done_ &&
+         RefusesOurCertificate(trace_.alert_received, handshake_done_);
 }
 
 }  // namespace certstore::cli::probe_internal

@@ -275,4 +275,13 @@ absl::StatusOr<std::string> EmulatorCa::IssueLeaf(X509_REQ* csr,
   return CertificateDer(leaf.get());
 }
 
+absl::StatusOr<std::shared_ptr<const Entry>> EmulatorCa::ServerEntry() const {
+  EntryParts parts;
+  parts.alias = "certstore-emulator-token-endpoint";
+  parts.chain_der = {CertificateDer(server_.get()), intermediate_der_};
+  parts.key = server_key_;
+  parts.created_at = NotBefore(server_.get());
+  return Entry::Create(std::move(parts));
+}
+
 }  // namespace certstore::emulator::internal

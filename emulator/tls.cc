@@ -9,6 +9,8 @@
 #include "absl/strings/str_cat.h"
 #include "certstore/chain.h"
 #include "certstore/errors.h"
+#include "certstore/memory_store.h"
+#include "certstore/tls.h"
 
 namespace certstore::emulator::internal {
 namespace {
@@ -66,19 +68,49 @@ int VerifyCallback(int preverify_ok, X509_STORE_CTX* store) {
   return preverify_ok;
 }
 
-absl::Status ConfigureTrust(SSL_CTX* ctx, const EmulatorCa& ca) {
-  if (SSL_CTX_use_certificate(ctx, ca.server_cert()) != 1 ||
-      SSL_CTX_add1_chain_cert(ctx, ca.intermediate()) != 1 ||
-      SSL_CTX_use_PrivateKey(ctx, ca.server_key()) != 1 ||
-      SSL_CTX_check_private_key(ctx) != 1 ||
-      X509_STORE_add_cert(SSL_CTX_get_cert_store(ctx), ca.root()) != 1 ||
-      SSL_CTX_add_client_CA(ctx, ca.root()) != 1 ||
-      SSL_CTX_add_client_CA(ctx, ca.intermediate()) != 1) {
-    return OpenSslError(absl::StatusCode::kInternal,
-                        "emulator: token endpoint TLS credentials");
+// The server credential through certstore::tls, as any service would have
+// it: a TlsIdentity over a memory store holding the CA's server entry, and
+// a PeerPolicy trusting the root. The emulator's per-certificate callback
+// (fault injection, counting) runs inside the policy's chain check.
+absl::Status ConfigureTrust(SSL_CTX* ctx, const EmulatorCa& ca,
+                            const EmulatorOptions& options) {
+  absl::StatusOr<std::shared_ptr<const Entry>> entry = ca.ServerEntry();
+  if (!entry.ok()) {
+    return entry.status();
+  }
+  MemoryStoreOptions store_options;
+  store_options.clock = options.clock;
+  std::shared_ptr<CertStore> store = NewMemoryStore(store_options);
+  if (absl::Status s = store->Put(*entry); !s.ok()) {
+    return s;
+  }
+  TlsIdentityOptions identity_options;
+  identity_options.poll_interval = absl::Hours(1);  // never renewed
+  absl::StatusOr<std::shared_ptr<TlsIdentity>> identity =
+      TlsIdentity::Create(store, (*entry)->alias(), identity_options);
+  if (!identity.ok()) {
+    return identity.status();
+  }
+  PeerPolicyConfig clients;
+  clients.trust_anchors_pem = ca.root_pem();
+  absl::StatusOr<std::shared_ptr<PeerPolicy>> policy =
+      PeerPolicy::Create(std::move(clients));
+  if (!policy.ok()) {
+    return policy.status();
   }
   SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT,
                      VerifyCallback);
+  if (absl::Status s = (*identity)->Install(ctx); !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = (*policy)->Install(ctx); !s.ok()) {
+    return s;
+  }
+  if (SSL_CTX_add_client_CA(ctx, ca.root()) != 1 ||
+      SSL_CTX_add_client_CA(ctx, ca.intermediate()) != 1) {
+    return OpenSslError(absl::StatusCode::kInternal,
+                        "emulator: token endpoint client CA names");
+  }
   return absl::OkStatus();
 }
 
@@ -99,7 +131,7 @@ absl::StatusOr<UniqueSslCtx> NewTokenServerContext(
     return OpenSslError(absl::StatusCode::kInternal,
                         "emulator: token endpoint SSL_CTX");
   }
-  if (absl::Status s = ConfigureTrust(ctx.get(), ca); !s.ok()) {
+  if (absl::Status s = ConfigureTrust(ctx.get(), ca, options); !s.ok()) {
     return s;
   }
   SSL_CTX_set_session_id_context(ctx.get(), kSessionContext,

@@ -84,26 +84,24 @@ absl::StatusOr<std::string> ReadCapped(const std::string& path,
   return data;
 }
 
-// Every certificate of a PEM file, or the one certificate of a DER file.
-absl::Status AddCertificates(const std::string& path, STACK_OF(X509) * out) {
-  absl::StatusOr<std::string> data = ReadCapped(path, "trust bundle");
-  if (!data.ok()) {
-    return data.status();
-  }
+// Every certificate of PEM text, or the one certificate of DER bytes;
+// `what` names the source in errors.
+absl::Status AddCertificateBytes(std::string data, const std::string& what,
+                                 STACK_OF(X509) * out) {
   std::vector<std::string> ders;
-  if (absl::StrContains(*data, "-----BEGIN")) {
-    absl::StatusOr<std::vector<std::string>> pem = PemToDerChain(*data);
+  if (absl::StrContains(data, "-----BEGIN")) {
+    absl::StatusOr<std::vector<std::string>> pem = PemToDerChain(data);
     if (!pem.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "trust bundle \"", path, "\": ", pem.status().message()));
+      return absl::InvalidArgumentError(
+          absl::StrCat(what, ": ", pem.status().message()));
     }
     ders = *std::move(pem);
   } else {
-    ders.push_back(*std::move(data));
+    ders.push_back(std::move(data));
   }
   for (size_t i = 0; i < ders.size(); ++i) {
-    absl::StatusOr<UniqueX509> cert = DecodeCertificate(
-        ders[i], absl::StrCat("trust bundle \"", path, "\" certificate ", i));
+    absl::StatusOr<UniqueX509> cert =
+        DecodeCertificate(ders[i], absl::StrCat(what, " certificate ", i));
     if (!cert.ok()) {
       return cert.status();
     }
@@ -113,6 +111,15 @@ absl::Status AddCertificates(const std::string& path, STACK_OF(X509) * out) {
     cert->release();
   }
   return absl::OkStatus();
+}
+
+absl::Status AddCertificates(const std::string& path, STACK_OF(X509) * out) {
+  absl::StatusOr<std::string> data = ReadCapped(path, "trust bundle");
+  if (!data.ok()) {
+    return data.status();
+  }
+  return AddCertificateBytes(*std::move(data),
+                             absl::StrCat("trust bundle \"", path, "\""), out);
 }
 
 absl::Status AddDirectory(const std::string& dir, STACK_OF(X509) * out) {
@@ -193,6 +200,13 @@ absl::StatusOr<std::shared_ptr<const Snapshot>> Load(
       return s;
     }
   }
+  if (!config.trust_anchors_pem.empty()) {
+    if (absl::Status s = AddCertificateBytes(
+            config.trust_anchors_pem, "trust_anchors_pem", snap->anchors);
+        !s.ok()) {
+      return s;
+    }
+  }
   if (!config.trust_aliases.empty() && config.trust_store == nullptr) {
     return absl::InvalidArgumentError(
         "PeerPolicy: trust_aliases given without a trust_store");
@@ -216,7 +230,7 @@ absl::StatusOr<std::shared_ptr<const Snapshot>> Load(
   if (sk_X509_num(snap->anchors) == 0) {
     return absl::InvalidArgumentError(
         "PeerPolicy: no trust anchor (give trust_bundle_files, "
-        "trust_directories or trust_aliases)");
+        "trust_directories, trust_anchors_pem or trust_aliases)");
   }
   if (!config.crl_files.empty()) {
     snap->crls = sk_X509_CRL_new_null();
@@ -595,7 +609,7 @@ absl::Status PeerPolicy::Install(SSL_CTX* ctx) {
   SSL_CTX_set_ex_data(ctx, PolicyIndex(),
                       new std::shared_ptr<PeerPolicy>(shared_from_this()));
   SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT,
-                     nullptr);
+                     SSL_CTX_get_verify_callback(ctx));
   SSL_CTX_set_cert_verify_callback(ctx, PeerPolicyAccess::VerifyCallback,
                                    impl_.get());
   return absl::OkStatus();

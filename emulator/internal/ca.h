@@ -12,6 +12,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "certstore/entry.h"
 #include "certstore/key.h"
 #include "certstore/openssl_types.h"
 
@@ -33,6 +34,9 @@ class EmulatorCa {
   X509* intermediate() const { return intermediate_.get(); }
   X509* server_cert() const { return server_.get(); }
   EVP_PKEY* server_key() const { return server_key_->evp_pkey(); }
+  // The token endpoint's credential (server leaf + intermediate, its key)
+  // as an entry, for the TlsIdentity that presents it.
+  absl::StatusOr<std::shared_ptr<const Entry>> ServerEntry() const;
 
   // Decodes and checks a DER PKCS#10 request: it decodes with no trailing
   // bytes, its signature verifies, its key is RSA-2048 or EC P-256 and its

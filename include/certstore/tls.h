@@ -263,11 +263,13 @@ struct PeerVerdict {
 
 struct PeerPolicyConfig {
   /// Trust anchors: PEM files of certificates, every *.pem / *.crt / *.cer
-  /// file of these directories, and the last certificate of the chain of
+  /// file of these directories, PEM text, and the last certificate of the
+  /// chain of
   /// each listed alias of `trust_store`. Every anchor is trusted as such,
   /// self-signed or not (an intermediate may be an anchor).
   std::vector<std::string> trust_bundle_files;
   std::vector<std::string> trust_directories;
+  std::string trust_anchors_pem;  ///< PEM certificates given inline
   std::shared_ptr<CertStore> trust_store;
   std::vector<std::string> trust_aliases;
 
@@ -320,7 +322,9 @@ class CERTSTORE_EXPORT PeerPolicy
   /// Verifies the peer of every handshake of `ctx`: a server requires a
   /// client certificate, a client verifies the server's (its host name is
   /// still the caller's to check, e.g. SSL_set1_host, or an allowed DNS
-  /// name here). The context keeps the policy alive.
+  /// name here). A per-certificate verify callback already set on the
+  /// context (SSL_CTX_set_verify) still runs, inside the policy's chain
+  /// check. The context keeps the policy alive.
   absl::Status Install(SSL_CTX* ctx);
 
   /// Checks a chain (leaf first) as a handshake would, at `now`;
