@@ -502,9 +502,10 @@ absl::StatusOr<std::shared_ptr<const Entry>> TokenClientImpl::Mint(
     key = store_->CreateKey(alias, options_.key_spec);
   }
   CERTSTORE_RETURN_IF_ERROR(WithContext(key.status(), context));
-  if (options_.spare_keys && !absl::StartsWith((*key)->location(), "pkcs11:")) {
-    // A key made in process: make the next one now, off the critical path
-    // of the next re-mint. (A token key would be an object on the token.)
+  if (options_.spare_keys) {
+    // Make the next key now, off the critical path of the next re-mint: in
+    // process for software stores, on the token (labelled as a spare,
+    // adopted by the Put that uses it, gc'd if never used) for PKCS#11.
     absl::MutexLock lock(&mu_);
     PrepareSpareKey(std::string(alias));
   }
@@ -753,8 +754,10 @@ void TokenClientImpl::PrepareSpareKey(const std::string& alias) {
     return;
   }
   RunInBackground([this, alias] {
+    KeySpec spec = options_.key_spec;
+    spec.spare = true;
     absl::StatusOr<std::shared_ptr<const Key>> key =
-        store_->CreateKey(alias, options_.key_spec);
+        store_->CreateKey(alias, spec);
     absl::MutexLock lock(&mu_);
     spares_pending_.erase(alias);
     if (key.ok()) {

@@ -233,13 +233,13 @@ absl::StatusOr<std::string> Pkcs11Key::Sign(absl::string_view data) const {
 }
 
 absl::StatusOr<TokenKeyRef> GenerateKeyOnToken(RawToken& token,
-                                               absl::string_view alias,
+                                               absl::string_view label,
                                                KeyType type) {
   CERTSTORE_ASSIGN_OR_RETURN(std::string id, RandomId());
   Template pub;
   Template priv;
-  AddCommon(pub, id, alias);
-  AddCommon(priv, id, alias);
+  AddCommon(pub, id, label);
+  AddCommon(priv, id, label);
   pub.AddBool(CKA_VERIFY, true);
   priv.AddBool(CKA_PRIVATE, true)
       .AddBool(CKA_SENSITIVE, true)

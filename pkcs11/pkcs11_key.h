@@ -26,6 +26,9 @@ struct TokenKeyRef {
   CK_OBJECT_HANDLE private_handle = 0;
   std::string public_key_der;  // SubjectPublicKeyInfo, read from the token
   std::string algorithm;       // "EC-P256", "RSA-2048"
+  // Made as a spare (labelled SpareLabel, token_objects.h): the Put that
+  // uses it relabels the pair to its alias first.
+  bool spare = false;
 };
 
 // A private key on the token. Its EVP_PKEY is taken from libp11 on first
@@ -105,10 +108,10 @@ class Pkcs11Key final : public Key {
 };
 
 // With the module's mutex held: generates a key pair on the token (CKA_TOKEN,
-// CKA_PRIVATE, CKA_SENSITIVE, not extractable, CKA_SIGN), labelled `alias`
-// with a fresh random CKA_ID.
+// CKA_PRIVATE, CKA_SENSITIVE, not extractable, CKA_SIGN), labelled `label`
+// (the alias, or a spare's label) with a fresh random CKA_ID.
 absl::StatusOr<TokenKeyRef> GenerateKeyOnToken(RawToken& token,
-                                               absl::string_view alias,
+                                               absl::string_view label,
                                                KeyType type)
     ABSL_EXCLUSIVE_LOCKS_REQUIRED(token.module().mu());
 

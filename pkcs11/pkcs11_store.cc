@@ -129,6 +129,11 @@ class Pkcs11Store final : public CertStore {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(token_->module().mu());
   void Rollback(const KeyPlan& plan)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(token_->module().mu());
+  // A spare key pair of `alias` and `type` already on the token (empty id:
+  // none).
+  absl::StatusOr<pkcs11_internal::TokenKeyRef> ReuseSpare(
+      absl::string_view alias, KeyType type)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(token_->module().mu());
   absl::StatusOr<int> RemoveBrokenLocked(absl::string_view alias,
                                          const RemoveBrokenOptions& options)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(token_->module().mu());
@@ -225,6 +230,17 @@ absl::StatusOr<KeyPlan> Pkcs11Store::PlanKey(const Entry& entry,
       token_key->token().label() == token_->label()) {
     token_key->mu().AssertHeld();  // the same module: its mutex is held
     CERTSTORE_RETURN_IF_ERROR(token_key->CheckOnToken());
+    if (token_key->ref().spare) {
+      // A spare made ahead of this mint becomes the alias's key.
+      if (absl::Status adopted = pkcs11_internal::AdoptSpare(
+              *token_, token_key->ref().id, token_key->private_handle(),
+              entry.alias());
+          !adopted.ok()) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "spare key ", token_key->location(),
+            " could not be relabelled for the alias: ", adopted.message()));
+      }
+    }
     return KeyPlan{token_key->ref().id, token_key->private_handle(), 0};
   }
   for (const StoredEntry& stored : state.entries) {
@@ -320,7 +336,9 @@ absl::Status Pkcs11Store::Put(std::shared_ptr<const Entry> entry) {
   // A fresh pair replaces what broke outside certstore (a key deleted with
   // another tool): its leftovers go now, not at the next eviction.
   if (!(*state)->broken.empty()) {
-    RemoveBrokenLocked(entry->alias(), RemoveBrokenOptions{}).IgnoreError();
+    RemoveBrokenOptions broken_only;
+    broken_only.include_stale_spares = false;  // no scan of every key here
+    RemoveBrokenLocked(entry->alias(), broken_only).IgnoreError();
   }
   return absl::OkStatus();
 }
@@ -341,7 +359,55 @@ absl::StatusOr<int> Pkcs11Store::RemoveBrokenLocked(
     ++removed;
   }
   cache_.erase(alias);
+  if (options.include_stale_spares) {
+    CERTSTORE_ASSIGN_OR_RETURN(
+        std::vector<pkcs11_internal::SpareKey> spares,
+        pkcs11_internal::SparesMadeBefore(
+            *token_, clock_->Now() - pkcs11_internal::kSpareLifetime));
+    for (const pkcs11_internal::SpareKey& spare : spares) {
+      if (spare.alias != alias) {
+        continue;
+      }
+      CERTSTORE_RETURN_IF_ERROR(token_->Destroy(spare.private_key));
+      if (spare.public_key != 0) {
+        CERTSTORE_RETURN_IF_ERROR(token_->Destroy(spare.public_key));
+      }
+      ++removed;
+    }
+  }
   return removed;
+}
+
+absl::StatusOr<pkcs11_internal::TokenKeyRef> Pkcs11Store::ReuseSpare(
+    absl::string_view alias, KeyType type) {
+  CERTSTORE_ASSIGN_OR_RETURN(
+      std::vector<pkcs11_internal::SpareKey> spares,
+      pkcs11_internal::SparesMadeBefore(*token_, absl::InfiniteFuture()));
+  const std::string want = type == KeyType::kEcP256 ? "EC-P256" : "RSA-2048";
+  for (const pkcs11_internal::SpareKey& spare : spares) {
+    if (spare.alias != alias || spare.id.empty() || spare.public_key == 0) {
+      continue;
+    }
+    absl::StatusOr<std::string> spki = pkcs11_internal::ReadPublicKeyDer(
+        *token_, spare.private_key, spare.public_key);
+    if (!spki.ok() || pkcs11_internal::AlgorithmOfPublicKey(*spki) != want) {
+      continue;
+    }
+    // Taken again: its lifetime (for gc) starts now.
+    const std::string label = pkcs11_internal::SpareLabel(alias, clock_->Now());
+    for (CK_OBJECT_HANDLE h : {spare.private_key, spare.public_key}) {
+      pkcs11_internal::Template relabel;
+      relabel.Add(CKA_LABEL, label);
+      CERTSTORE_RETURN_IF_ERROR(token_->SetAttributes(h, relabel));
+    }
+    pkcs11_internal::TokenKeyRef ref;
+    ref.id = spare.id;
+    ref.private_handle = spare.private_key;
+    ref.public_key_der = *std::move(spki);
+    ref.algorithm = want;
+    return ref;
+  }
+  return pkcs11_internal::TokenKeyRef{};
 }
 
 absl::StatusOr<int> Pkcs11Store::RemoveBroken(
@@ -412,12 +478,25 @@ absl::StatusOr<std::shared_ptr<const Key>> Pkcs11Store::CreateKey(
   token_->module().Prepare();
   absl::Status status = token_->CheckToken();
   absl::StatusOr<pkcs11_internal::TokenKeyRef> ref =
-      status.ok()
-          ? pkcs11_internal::GenerateKeyOnToken(*token_, alias, spec.type)
-          : absl::StatusOr<pkcs11_internal::TokenKeyRef>(status);
+      status.ok() ? absl::StatusOr<pkcs11_internal::TokenKeyRef>(
+                        pkcs11_internal::TokenKeyRef{})
+                  : absl::StatusOr<pkcs11_internal::TokenKeyRef>(status);
+  if (status.ok() && spec.spare) {
+    // A spare of the alias already waiting on the token (its process
+    // exited before using it) is handed out again rather than joined by
+    // another: restarts do not pile spares up on the token.
+    ref = ReuseSpare(alias, spec.type);
+  }
+  if (status.ok() && (!ref.ok() || ref->id.empty())) {
+    const std::string label =
+        spec.spare ? pkcs11_internal::SpareLabel(alias, clock_->Now())
+                   : std::string(alias);
+    ref = pkcs11_internal::GenerateKeyOnToken(*token_, label, spec.type);
+  }
   if (!ref.ok()) {
     return WithContext(ref.status(), context);
   }
+  ref->spare = spec.spare;
   return std::shared_ptr<const Key>(std::make_shared<Pkcs11Key>(
       token_, std::string(alias), *std::move(ref), token_->module().epoch()));
 }
@@ -458,6 +537,27 @@ absl::StatusOr<std::vector<EntryInfo>> Pkcs11Store::List(
       info.store = Name();
       info.certificate_location =
           pkcs11_internal::CertificateUri(token_->label(), broken.key_id);
+      infos.push_back(std::move(info));
+    }
+  }
+  if (options.include_broken) {
+    // Spares whose process never used them (RemoveBroken's to destroy).
+    absl::StatusOr<std::vector<pkcs11_internal::SpareKey>> spares =
+        pkcs11_internal::SparesMadeBefore(
+            *token_, clock_->Now() - pkcs11_internal::kSpareLifetime);
+    if (!spares.ok()) {
+      return WithContext(spares.status(), context);
+    }
+    for (const pkcs11_internal::SpareKey& spare : *spares) {
+      if (!absl::StartsWith(spare.alias, options.alias_prefix)) {
+        continue;
+      }
+      EntryInfo info;
+      info.alias = spare.alias;
+      info.created_at = spare.created;
+      info.store = Name();
+      info.problem = absl::StrCat("unused spare key, made ",
+                                  absl::FormatTime(spare.created));
       infos.push_back(std::move(info));
     }
   }

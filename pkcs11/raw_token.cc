@@ -319,6 +319,15 @@ absl::Status RawToken::Destroy(CK_OBJECT_HANDLE object) {
   });
 }
 
+absl::Status RawToken::SetAttributes(CK_OBJECT_HANDLE object,
+                                     Template& attributes) {
+  CK_FUNCTION_LIST* f = functions();
+  return Run("C_SetAttributeValue", [&](CK_SESSION_HANDLE session) {
+    return f->C_SetAttributeValue(session, object, attributes.data(),
+                                  attributes.size());
+  });
+}
+
 absl::StatusOr<std::pair<CK_OBJECT_HANDLE, CK_OBJECT_HANDLE>>
 RawToken::GenerateKeyPair(CK_MECHANISM_TYPE mechanism,
                           Template& public_template,

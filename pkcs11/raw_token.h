@@ -104,6 +104,10 @@ class RawToken {
   absl::Status Destroy(CK_OBJECT_HANDLE object)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(module().mu());
 
+  // C_SetAttributeValue.
+  absl::Status SetAttributes(CK_OBJECT_HANDLE object, Template& attributes)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(module().mu());
+
   // C_GenerateKeyPair; returns (public, private) handles.
   absl::StatusOr<std::pair<CK_OBJECT_HANDLE, CK_OBJECT_HANDLE>> GenerateKeyPair(
       CK_MECHANISM_TYPE mechanism, Template& public_template,

@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <utility>
 
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "certstore/errors.h"
 #include "certstore/status_macros.h"
@@ -195,6 +197,64 @@ absl::StatusOr<CK_OBJECT_HANDLE> WriteCertificateObject(
       .Add(CKA_SERIAL_NUMBER, serial)
       .Add(CKA_VALUE, leaf_der);
   return token.Create(t);
+}
+
+std::string SpareLabel(absl::string_view alias, absl::Time created) {
+  return absl::StrCat(kSparePrefix, absl::ToUnixSeconds(created), ":", alias);
+}
+
+absl::StatusOr<std::vector<SpareKey>> SparesMadeBefore(RawToken& token,
+                                                       absl::Time made_before) {
+  Template match;
+  match.AddUlong(CKA_CLASS, CKO_PRIVATE_KEY);
+  CERTSTORE_ASSIGN_OR_RETURN(std::vector<CK_OBJECT_HANDLE> keys,
+                             token.Find(match));
+  std::vector<SpareKey> spares;
+  for (CK_OBJECT_HANDLE key : keys) {
+    absl::StatusOr<std::string> label = token.Attribute(key, CKA_LABEL);
+    if (!label.ok() || !absl::StartsWith(*label, kSparePrefix)) {
+      continue;
+    }
+    const absl::string_view rest =
+        absl::string_view(*label).substr(kSparePrefix.size());
+    const size_t colon = rest.find(':');
+    int64_t seconds = 0;
+    if (colon == absl::string_view::npos ||
+        !absl::SimpleAtoi(rest.substr(0, colon), &seconds)) {
+      continue;  // not one of ours
+    }
+    SpareKey spare;
+    spare.alias = std::string(rest.substr(colon + 1));
+    spare.created = absl::FromUnixSeconds(seconds);
+    if (spare.created >= made_before) {
+      continue;
+    }
+    spare.private_key = key;
+    absl::StatusOr<std::string> id = token.Attribute(key, CKA_ID);
+    if (id.ok()) {
+      spare.id = *id;
+      absl::StatusOr<CK_OBJECT_HANDLE> pub =
+          FindById(token, CKO_PUBLIC_KEY, *id);
+      spare.public_key = pub.ok() ? *pub : 0;
+    }
+    spares.push_back(std::move(spare));
+  }
+  return spares;
+}
+
+absl::Status AdoptSpare(RawToken& token, absl::string_view id,
+                        CK_OBJECT_HANDLE private_key, absl::string_view alias) {
+  Template label;
+  label.Add(CKA_LABEL, alias);
+  CERTSTORE_RETURN_IF_ERROR(token.SetAttributes(private_key, label));
+  CERTSTORE_ASSIGN_OR_RETURN(CK_OBJECT_HANDLE pub,
+                             FindById(token, CKO_PUBLIC_KEY, id));
+  if (pub != 0) {
+    Template public_label;
+    public_label.Add(CKA_LABEL, alias);
+    CERTSTORE_RETURN_IF_ERROR(token.SetAttributes(pub, public_label));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace certstore::pkcs11_internal

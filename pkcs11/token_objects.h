@@ -27,6 +27,37 @@ namespace certstore::pkcs11_internal {
 
 inline constexpr absl::string_view kApplication = "certstore";
 
+// A spare key pair (KeySpec::spare) is labelled
+// "certstore-spare:<creation, Unix seconds>:<alias>" until the Put that
+// uses it relabels it `alias`: the alias's objects (found by label) do not
+// include it, so eviction leaves it, and RemoveBroken destroys it once it is
+// older than kSpareLifetime (the process that made it is gone).
+inline constexpr absl::string_view kSparePrefix = "certstore-spare:";
+inline constexpr absl::Duration kSpareLifetime = absl::Hours(24);
+
+std::string SpareLabel(absl::string_view alias, absl::Time created);
+
+struct SpareKey {
+  std::string alias;
+  std::string id;  // CKA_ID
+  absl::Time created;
+  CK_OBJECT_HANDLE private_key = 0;
+  CK_OBJECT_HANDLE public_key = 0;  // 0: none found
+};
+
+// With the module's mutex held: the spare key pairs on the token made
+// before `made_before` (every private key's label is read: for gc and for
+// making a spare, not for lookups).
+absl::StatusOr<std::vector<SpareKey>> SparesMadeBefore(RawToken& token,
+                                                       absl::Time made_before)
+    ABSL_EXCLUSIVE_LOCKS_REQUIRED(token.module().mu());
+
+// With the module's mutex held: relabels the key pair `id` (private and, if
+// present, public) to `alias`.
+absl::Status AdoptSpare(RawToken& token, absl::string_view id,
+                        CK_OBJECT_HANDLE private_key, absl::string_view alias)
+    ABSL_EXCLUSIVE_LOCKS_REQUIRED(token.module().mu());
+
 struct EntryRecord {
   std::string key_id;
   std::string thumbprint;

@@ -180,6 +180,10 @@ struct ListOptions {
 struct RemoveBrokenOptions {
   /// Also objects certstore did not write (EntryInfo::foreign).
   bool include_foreign = false;
+  /// Also the alias's spare keys left unused for a day (KeySpec::spare on a
+  /// PKCS#11 token: their process is gone). Listed by List with
+  /// include_broken as "unused spare key".
+  bool include_stale_spares = true;
 };
 
 }  // namespace certstore

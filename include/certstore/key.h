@@ -25,6 +25,12 @@ CERTSTORE_EXPORT absl::string_view KeyTypeName(KeyType type);
 /// What CreateKey makes.
 struct KeySpec {
   KeyType type = KeyType::kEcP256;
+  /// A key made ahead of need (the token client's spare, ready for the next
+  /// re-mint). A PKCS#11 store labels it as a spare on the token, so that
+  /// the alias's eviction leaves it, adopts it into the alias at the Put
+  /// that uses it, and lets RemoveBroken (`certstore gc`) destroy a spare
+  /// left unused for a day (its process died). Other stores ignore it.
+  bool spare = false;
 };
 
 /// A private key. Immutable and thread-safe: Sign may be called from several

@@ -423,6 +423,80 @@ TEST_F(Pkcs11StoreTest, CreatedKeysAreSensitiveAndNeverExtractable) {
               IsOkAndHolds(Not(HasSubstr("attrs#att=0"))));
 }
 
+// A spare (KeySpec::spare, what the token client makes ahead of its next
+// re-mint) is a key pair on the token like any other, which the alias's
+// eviction leaves; the Put that uses it makes it the alias's key; one left
+// unused for a day (its process died) is listed as broken and removed by
+// RemoveBroken, as `certstore gc` does.
+TEST_F(Pkcs11StoreTest, SpareKeysSurviveEvictionAreAdoptedAndStaleOnesGo) {
+  const std::string alias = "spare#att=0";
+  KeySpec spare_spec;
+  spare_spec.spare = true;
+  auto spare = store_->CreateKey(alias, spare_spec);
+  ASSERT_OK(spare);
+  auto listing = token().Pkcs11Tool("--list-objects --type privkey");
+  ASSERT_OK(listing);
+  EXPECT_THAT(*listing, HasSubstr("certstore-spare:"));
+  EXPECT_THAT(*listing, HasSubstr("never extractable"));
+  EXPECT_THAT(store_->DeleteAllForAlias(alias), IsOkAndHolds(0));
+  EXPECT_THAT(store_->Find(alias), StatusIs(absl::StatusCode::kNotFound));
+  ListOptions all;
+  all.include_broken = true;
+  auto count_listed = [&] {
+    auto listed = store_->List(all);
+    EXPECT_OK(listed.status());
+    int n = 0;
+    for (const EntryInfo& info :
+         listed.ok() ? *listed : std::vector<EntryInfo>{}) {
+      n += info.alias == alias ? 1 : 0;
+    }
+    return n;
+  };
+  EXPECT_EQ(count_listed(), 0);  // a fresh spare is nobody's problem
+  EXPECT_THAT(store_->RemoveBroken(alias, {}), IsOkAndHolds(0));
+
+  // Adopted by the Put that uses it: the alias's key from then on.
+  ASSERT_OK(store_->Put(Issue(alias, *spare)));
+  auto found = store_->Find(alias);
+  ASSERT_OK(found);
+  EXPECT_OK(store_->ProbeKey(**found));
+  EXPECT_THAT(store_->DeleteAllForAlias(alias), IsOkAndHolds(1));
+  EXPECT_THAT(token().Pkcs11Tool("--list-objects --type privkey"),
+              IsOkAndHolds(Not(HasSubstr("certstore-spare:"))));
+
+  // Left unused for a day: listed, then removed.
+  ASSERT_OK(store_->CreateKey(alias, spare_spec).status());
+  clock_.Advance(absl::Hours(25));
+  auto listed = store_->List(all);
+  ASSERT_OK(listed);
+  ASSERT_EQ(count_listed(), 1);
+  for (const EntryInfo& info : *listed) {
+    if (info.alias == alias) {
+      EXPECT_THAT(info.problem, HasSubstr("unused spare key"));
+    }
+  }
+  EXPECT_THAT(store_->RemoveBroken(alias, {}), IsOkAndHolds(1));
+  EXPECT_EQ(count_listed(), 0);
+  EXPECT_THAT(token().Pkcs11Tool("--list-objects --type privkey"),
+              IsOkAndHolds(Not(HasSubstr("certstore-spare:"))));
+
+  // A spare already waiting (its process exited) is handed out again, not
+  // joined by another: restarts do not pile spares up. An RSA spare is not
+  // an EC one.
+  auto left = store_->CreateKey(alias, spare_spec);
+  auto again = store_->CreateKey(alias, spare_spec);
+  ASSERT_OK(left);
+  ASSERT_OK(again);
+  EXPECT_EQ((*left)->location(), (*again)->location());
+  KeySpec rsa_spare = spare_spec;
+  rsa_spare.type = KeyType::kRsa2048;
+  auto rsa = store_->CreateKey(alias, rsa_spare);
+  ASSERT_OK(rsa);
+  EXPECT_NE((*rsa)->location(), (*left)->location());
+  clock_.Advance(absl::Hours(25));
+  EXPECT_THAT(store_->RemoveBroken(alias, {}), IsOkAndHolds(2));
+}
+
 TEST_F(Pkcs11StoreTest, SoftwareKeyIsRefusedWithoutAllowImport) {
   auto entry = Issue("import#att=0", PoolKey(KeyType::kEcP256, 0));
   EXPECT_THAT(
