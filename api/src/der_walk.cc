@@ -187,10 +187,16 @@ bool PublicKeyBits(const Element& algorithm, absl::string_view private_key,
         absl::string_view inner = second.contents;
         Element bit_string;
         // A point is whole bytes: anything but 0 unused bits is not the
-        // encoding OpenSSL writes back, so let it encode the key instead.
+        // encoding OpenSSL writes back, and neither is X9.62's hybrid form
+        // (06/07), so let it encode the key instead. Uncompressed (04) and
+        // compressed (02/03) points are written back as they came.
         if (!NextOfType(&inner, V_ASN1_BIT_STRING, &bit_string) ||
-            !inner.empty() || bit_string.contents.empty() ||
+            !inner.empty() || bit_string.contents.size() < 2 ||
             bit_string.contents[0] != '\0') {
+          return false;
+        }
+        const char form = bit_string.contents[1];
+        if (form != '\x04' && form != '\x02' && form != '\x03') {
           return false;
         }
         *bits = std::string(bit_string.whole);

@@ -513,6 +513,30 @@ TEST(SoftwareKeyFromPkcs8DerTest, EcKeyWithAnotherKeysPointIsInvalidArgument) {
 // that says 1 unused bit. When the bit it drops is 0 the point is intact
 // and OpenSSL accepts the key; its public key must then be the canonical
 // one, so that it re-imports unchanged.
+// A point in X9.62's hybrid form (first byte 06/07: both coordinates and
+// y's parity) decodes, but OpenSSL writes it back in another form: the key's
+// public key must be the one it exports (found by entry_der_fuzz; the
+// reproducer is in its corpus).
+TEST(SoftwareKeyFromPkcs8DerTest, EcPointInHybridFormRoundTrips) {
+  std::shared_ptr<const Key> key = FreshEcKey();
+  ASSERT_NE(key, nullptr);
+  absl::StatusOr<std::string> der = key->ExportPkcs8Der();
+  ASSERT_OK(der);
+  const size_t point = der->size() - 65;
+  ASSERT_EQ((*der)[point], '\x04');
+  std::string hybrid = *der;
+  hybrid[point] = static_cast<char>(0x06 | (der->back() & 1));
+  absl::StatusOr<std::shared_ptr<const Key>> imported =
+      SoftwareKeyFromPkcs8Der(hybrid);
+  ASSERT_OK(imported);
+  absl::StatusOr<std::string> exported = (*imported)->ExportPkcs8Der();
+  ASSERT_OK(exported);
+  absl::StatusOr<std::shared_ptr<const Key>> again =
+      SoftwareKeyFromPkcs8Der(*exported);
+  ASSERT_OK(again);
+  EXPECT_EQ((*again)->public_key_der(), (*imported)->public_key_der());
+}
+
 TEST(SoftwareKeyFromPkcs8DerTest, EcPointWithUnusedBitsRoundTrips) {
   std::shared_ptr<const Key> key;
   absl::StatusOr<std::string> der;
