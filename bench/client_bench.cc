@@ -30,6 +30,10 @@
 //   BM_Floor_IssueAndTwoTokens    bare libcurl: one issuecredential request
 //                                 (CSR made beforehand) + two token requests
 //                                 on new connections
+//   BM_Client_RecoveryRsaToken/spare:{0,1}  the same recovery with the
+//                                 binding's key on a SoftHSM token (memory
+//                                 over pkcs11): the spare is a key pair
+//                                 made on the token ahead of need
 #include <benchmark/benchmark.h>
 #include <curl/curl.h>
 
@@ -51,6 +55,7 @@
 #include "certstore/token_client.h"
 #include "client/csr.h"
 #include "emulator/emulator.h"
+#include "tests/pkcs11/softhsm_token.h"
 #include "tests/support/loopback.h"
 #include "tests/support/nginx.h"
 #include "tests/support/subprocess.h"
@@ -432,47 +437,61 @@ void BM_Client_Recovery(benchmark::State& state) {
   }
 }
 
-// A client of its own with RSA-2048 keys, over its own SQLite file.
+// A client of its own with RSA-2048 keys, over its own SQLite file (or,
+// on_token, a SoftHSM token).
 struct RsaFixture {
   testing::TempDir dir;
+  std::unique_ptr<testing::SoftHsmToken> token;
   std::unique_ptr<LayeredStore> store;
   std::unique_ptr<TokenClient> clients[2];  // spare_keys off, on
   std::string csr_body;                     // for the floor's issue request
 };
 
+RsaFixture* MakeRsaFixture(bool on_token) {
+  ClientFixture& f = Fixture();
+  auto* r = new RsaFixture();
+  std::string uri = absl::StrCat("memory:,sqlite:", r->dir.path(), "/rsa.db");
+  if (on_token) {
+    auto token = testing::SoftHsmToken::Create("bench-rsa-recovery");
+    CheckOk(token.status(), "SoftHSM token");
+    r->token = *std::move(token);
+    uri = absl::StrCat("memory:,", r->token->Uri());
+  }
+  auto store = OpenStore(uri);
+  CheckOk(store.status(), "OpenStore");
+  r->store = *std::move(store);
+  for (int spare = 0; spare < 2; ++spare) {
+    TokenClientOptions options;
+    options.issuing_url = f.emulator->issuing_url();
+    options.server_ca_pem = f.emulator->ca_root_pem();
+    options.key_spec.type = KeyType::kRsa2048;
+    options.spare_keys = spare == 1;
+    options.state_dir = r->dir.path();
+    auto client = TokenClient::Create(r->store.get(), options);
+    CheckOk(client.status(), "TokenClient::Create (RSA)");
+    r->clients[spare] = *std::move(client);
+  }
+  auto key = GenerateSoftwareKey(KeySpec{KeyType::kRsa2048});
+  CheckOk(key.status(), "RSA key");
+  auto csr = client_internal::MakeCsr(**key, f.emulator->client_id(),
+                                      f.emulator->tenant_id());
+  CheckOk(csr.status(), "CSR");
+  r->csr_body = absl::StrCat("{\"csr\":\"", absl::Base64Escape(*csr), "\"}");
+  return r;
+}
+
 RsaFixture& Rsa() {
-  static RsaFixture* const fixture = [] {
-    ClientFixture& f = Fixture();
-    auto* r = new RsaFixture();
-    auto store =
-        OpenStore(absl::StrCat("memory:,sqlite:", r->dir.path(), "/rsa.db"));
-    CheckOk(store.status(), "OpenStore");
-    r->store = *std::move(store);
-    for (int spare = 0; spare < 2; ++spare) {
-      TokenClientOptions options;
-      options.issuing_url = f.emulator->issuing_url();
-      options.server_ca_pem = f.emulator->ca_root_pem();
-      options.key_spec.type = KeyType::kRsa2048;
-      options.spare_keys = spare == 1;
-      options.state_dir = r->dir.path();
-      auto client = TokenClient::Create(r->store.get(), options);
-      CheckOk(client.status(), "TokenClient::Create (RSA)");
-      r->clients[spare] = *std::move(client);
-    }
-    auto key = GenerateSoftwareKey(KeySpec{KeyType::kRsa2048});
-    CheckOk(key.status(), "RSA key");
-    auto csr = client_internal::MakeCsr(**key, f.emulator->client_id(),
-                                        f.emulator->tenant_id());
-    CheckOk(csr.status(), "CSR");
-    r->csr_body = absl::StrCat("{\"csr\":\"", absl::Base64Escape(*csr), "\"}");
-    return r;
-  }();
+  static RsaFixture* const fixture = MakeRsaFixture(false);
   return *fixture;
 }
 
-void BM_Client_RecoveryRsa(benchmark::State& state) {
+RsaFixture& RsaOnToken() {
+  static RsaFixture* const fixture = MakeRsaFixture(true);
+  return *fixture;
+}
+
+void RecoveryLoop(benchmark::State& state, RsaFixture& r) {
   ClientFixture& f = Fixture();
-  RsaFixture& r = Rsa();
   TokenClient& client = *r.clients[state.range(0)];
   CheckOk(client.GetToken(f.NextScope()).status(), "first RSA token");
   emulator::FaultSpec fault;
@@ -491,10 +510,22 @@ void BM_Client_RecoveryRsa(benchmark::State& state) {
     state.ResumeTiming();
     auto token = client.GetToken(f.NextScope());
     if (!token.ok() || !token->healed) {
-      state.SkipWithError("recovery did not heal");
+      const std::string why =
+          token.ok()
+              ? std::string("recovery did not heal")
+              : absl::StrCat("recovery failed: ", token.status().ToString());
+      state.SkipWithError(why.c_str());
       break;
     }
   }
+}
+
+void BM_Client_RecoveryRsa(benchmark::State& state) {
+  RecoveryLoop(state, Rsa());
+}
+
+void BM_Client_RecoveryRsaToken(benchmark::State& state) {
+  RecoveryLoop(state, RsaOnToken());
 }
 
 void BM_Floor_IssueAndTwoTokens(benchmark::State& state) {
@@ -573,6 +604,12 @@ BENCHMARK(BM_Client_RecoveryRsa)
     ->Arg(1)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
+BENCHMARK(BM_Client_RecoveryRsaToken)
+    ->ArgName("spare")
+    ->Arg(0)
+    ->Arg(1)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 BENCHMARK(BM_Floor_IssueAndTwoTokens)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
@@ -603,6 +640,10 @@ bool RegisterClientRatios() {
   RegisterRatio("BM_Client_RecoveryRsa/spare:1/real_time",
                 "BM_Floor_IssueAndTwoTokens/real_time", 1.2);
   RegisterRatio("BM_Client_RecoveryRsa/spare:0/real_time",
+                "BM_Floor_IssueAndTwoTokens/real_time");
+  RegisterRatio("BM_Client_RecoveryRsaToken/spare:1/real_time",
+                "BM_Floor_IssueAndTwoTokens/real_time");
+  RegisterRatio("BM_Client_RecoveryRsaToken/spare:0/real_time",
                 "BM_Floor_IssueAndTwoTokens/real_time");
   RegisterRatio("BM_Client_MintAndToken/real_time",
                 "BM_Floor_Curl_MtlsToken/real_time");

@@ -45,6 +45,13 @@ absl::StatusOr<std::string> DecodeBase64Field(const Json& value,
 
 absl::StatusOr<std::string> MakeCsr(const Key& key, absl::string_view client_id,
                                     absl::string_view tenant_id) {
+  if (key.evp_pkey() == nullptr) {
+    // A token key libp11 cannot hand out: its own sign says why.
+    const absl::Status why = key.Sign("certstore CSR").status();
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot build CSR: the new key (", key.location(),
+                     ") is not usable: ", why.message()));
+  }
   UniqueX509Req req(X509_REQ_new());
   X509_NAME* name = X509_REQ_get_subject_name(req.get());
   if (req == nullptr || X509_REQ_set_version(req.get(), 0) != 1 ||

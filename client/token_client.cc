@@ -63,6 +63,9 @@ struct Call {
   absl::Time deadline;
   bool healed = false;
   std::string evicted_thumbprint;
+  // A mint happened: make the next spare key once this call has its token
+  // (a token's keygen would hold the module while the retry signs).
+  bool spare_wanted = false;
 };
 
 // A token request in flight for one (alias, scope): the caller that
@@ -502,13 +505,11 @@ absl::StatusOr<std::shared_ptr<const Entry>> TokenClientImpl::Mint(
     key = store_->CreateKey(alias, options_.key_spec);
   }
   CERTSTORE_RETURN_IF_ERROR(WithContext(key.status(), context));
-  if (options_.spare_keys) {
-    // Make the next key now, off the critical path of the next re-mint: in
-    // process for software stores, on the token (labelled as a spare,
-    // adopted by the Put that uses it, gc'd if never used) for PKCS#11.
-    absl::MutexLock lock(&mu_);
-    PrepareSpareKey(std::string(alias));
-  }
+  // The next key is made once this call has its token (FetchToken), off
+  // the critical path of the next re-mint: in process for software stores,
+  // on the token (labelled as a spare, adopted by the Put that uses it,
+  // gc'd if never used) for PKCS#11.
+  call.spare_wanted = options_.spare_keys;
   CERTSTORE_ASSIGN_OR_RETURN(
       std::string csr,
       client_internal::MakeCsr(**key, platform.client_id, platform.tenant_id));
@@ -979,6 +980,9 @@ absl::StatusOr<AccessToken> TokenClientImpl::FetchToken(
       }
       tokens_[TokenKey(alias, call.scope, entry->thumbprint())] = token;
       hot_.Invalidate();
+      if (call.spare_wanted) {
+        PrepareSpareKey(alias);
+      }
       return token;
     }
     if (failure == FailureClass::kCredential && call.healed) {

@@ -94,6 +94,17 @@ absl::Status Pkcs11Key::CheckOnToken() const {
   if (id.ok() && *id == ref_.id) {
     return absl::OkStatus();
   }
+  if (!id.ok() && id.status().code() == absl::StatusCode::kNotFound) {
+    // A handle can die while its object lives: SoftHSM forgets every
+    // handle of a slot once all its sessions are closed. A key held for a
+    // while (a spare, an identity's credential) is found again by CKA_ID.
+    CERTSTORE_ASSIGN_OR_RETURN(CK_OBJECT_HANDLE handle,
+                               FindById(*token_, CKO_PRIVATE_KEY, ref_.id));
+    if (handle != 0) {
+      private_handle_ = handle;
+      return absl::OkStatus();
+    }
+  }
   if (!id.ok() && id.status().code() == absl::StatusCode::kUnavailable) {
     return id.status();
   }

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "api/internal/lock_file.h"
@@ -63,7 +64,8 @@ class Pkcs11Store final : public CertStore {
         clock_(options.clock != nullptr ? options.clock : Clock::System()),
         allow_import_(options.allow_import),
         cache_ttl_(options.cache_ttl),
-        token_lease_(options.token_lease) {}
+        token_lease_(options.token_lease),
+        opened_at_(clock_->Now()) {}
 
   std::string Name() const override { return name_; }
 
@@ -148,6 +150,11 @@ class Pkcs11Store final : public CertStore {
   const bool allow_import_;
   const absl::Duration cache_ttl_;
   const absl::Duration token_lease_;  // zero: no lease on the token
+  // Spares are reused only if made before this store opened (a previous
+  // process's) and not handed out by this store already.
+  const absl::Time opened_at_;
+  absl::flat_hash_set<std::string> spares_handed_out_
+      ABSL_GUARDED_BY(token_->module().mu());
   absl::flat_hash_map<std::string, AliasState> cache_
       ABSL_GUARDED_BY(token_->module().mu());
   InProcessAliasLocks alias_locks_;
@@ -385,7 +392,8 @@ absl::StatusOr<pkcs11_internal::TokenKeyRef> Pkcs11Store::ReuseSpare(
       pkcs11_internal::SparesMadeBefore(*token_, absl::InfiniteFuture()));
   const std::string want = type == KeyType::kEcP256 ? "EC-P256" : "RSA-2048";
   for (const pkcs11_internal::SpareKey& spare : spares) {
-    if (spare.alias != alias || spare.id.empty() || spare.public_key == 0) {
+    if (spare.alias != alias || spare.id.empty() || spare.public_key == 0 ||
+        spare.created >= opened_at_ || spares_handed_out_.contains(spare.id)) {
       continue;
     }
     absl::StatusOr<std::string> spki = pkcs11_internal::ReadPublicKeyDer(
@@ -497,6 +505,9 @@ absl::StatusOr<std::shared_ptr<const Key>> Pkcs11Store::CreateKey(
     return WithContext(ref.status(), context);
   }
   ref->spare = spec.spare;
+  if (spec.spare) {
+    spares_handed_out_.insert(ref->id);
+  }
   return std::shared_ptr<const Key>(std::make_shared<Pkcs11Key>(
       token_, std::string(alias), *std::move(ref), token_->module().epoch()));
 }

@@ -9,6 +9,7 @@
 
 #include <memory>
 #include <random>
+#include <set>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -480,21 +481,38 @@ TEST_F(Pkcs11StoreTest, SpareKeysSurviveEvictionAreAdoptedAndStaleOnesGo) {
   EXPECT_THAT(token().Pkcs11Tool("--list-objects --type privkey"),
               IsOkAndHolds(Not(HasSubstr("certstore-spare:"))));
 
-  // A spare already waiting (its process exited) is handed out again, not
-  // joined by another: restarts do not pile spares up. An RSA spare is not
-  // an EC one.
+  // A spare left by a store that went away (its process exited) is handed
+  // out again by the next store's CreateKey(spare) rather than joined by
+  // another; a store never hands out a spare twice (the one it gave may be
+  // about to become an entry's key). An RSA spare is not an EC one.
   auto left = store_->CreateKey(alias, spare_spec);
-  auto again = store_->CreateKey(alias, spare_spec);
+  auto own_again = store_->CreateKey(alias, spare_spec);
   ASSERT_OK(left);
-  ASSERT_OK(again);
-  EXPECT_EQ((*left)->location(), (*again)->location());
+  ASSERT_OK(own_again);
+  EXPECT_NE((*left)->location(), (*own_again)->location());
+  clock_.Advance(absl::Seconds(1));
+  auto next_store = OpenPkcs11Store(Options());
+  ASSERT_OK(next_store);
+  auto reused = (*next_store)->CreateKey(alias, spare_spec);
+  auto reused_too = (*next_store)->CreateKey(alias, spare_spec);
+  ASSERT_OK(reused);
+  ASSERT_OK(reused_too);
+  const std::set<std::string> waiting = {(*left)->location(),
+                                         (*own_again)->location()};
+  EXPECT_EQ(
+      std::set<std::string>({(*reused)->location(), (*reused_too)->location()}),
+      waiting);
   KeySpec rsa_spare = spare_spec;
   rsa_spare.type = KeyType::kRsa2048;
-  auto rsa = store_->CreateKey(alias, rsa_spare);
+  auto rsa = (*next_store)->CreateKey(alias, rsa_spare);
   ASSERT_OK(rsa);
-  EXPECT_NE((*rsa)->location(), (*left)->location());
+  EXPECT_EQ(waiting.count((*rsa)->location()), 0u);
+  // Spares sign like any token key (a CSR is their first use).
+  EXPECT_NE((*rsa)->evp_pkey(), nullptr);
+  EXPECT_NE((*reused)->evp_pkey(), nullptr);
+  EXPECT_OK((*rsa)->Sign("to be signed").status());
   clock_.Advance(absl::Hours(25));
-  EXPECT_THAT(store_->RemoveBroken(alias, {}), IsOkAndHolds(2));
+  EXPECT_THAT(store_->RemoveBroken(alias, {}), IsOkAndHolds(3));
 }
 
 TEST_F(Pkcs11StoreTest, SoftwareKeyIsRefusedWithoutAllowImport) {
