@@ -115,11 +115,8 @@ std::vector<TlsIdentity*>& Registry()
 
 }  // namespace
 
-TlsIdentity::TlsIdentity(std::shared_ptr<CertStore> store, std::string alias,
-                         TlsIdentityOptions options)
-    : store_(std::move(store)), alias_(std::move(alias)) {
-  (void)options;
-}
+TlsIdentity::TlsIdentity(std::shared_ptr<CertStore> store, std::string alias)
+    : store_(std::move(store)), alias_(std::move(alias)) {}
 
 absl::StatusOr<std::shared_ptr<TlsIdentity>> TlsIdentity::Create(
     std::shared_ptr<CertStore> store, std::string alias,
@@ -151,7 +148,7 @@ absl::StatusOr<std::shared_ptr<TlsIdentity>> TlsIdentity::Create(
     return credential.status();
   }
   std::shared_ptr<TlsIdentity> identity(
-      new TlsIdentity(std::move(store), alias, options));
+      new TlsIdentity(std::move(store), alias));
   identity->impl_ =
       std::make_unique<Impl>(std::move(alias), options, *std::move(credential));
   Impl* impl = identity->impl_.get();

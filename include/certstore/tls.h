@@ -205,8 +205,7 @@ class CERTSTORE_EXPORT TlsIdentity
 
  private:
   struct Impl;
-  TlsIdentity(std::shared_ptr<CertStore> store, std::string alias,
-              TlsIdentityOptions options);
+  TlsIdentity(std::shared_ptr<CertStore> store, std::string alias);
   friend struct TlsIdentityAccess;
 
   std::shared_ptr<CertStore> store_;
