@@ -85,7 +85,8 @@ absl::Status ConfigureTrust(SSL_CTX* ctx, const EmulatorCa& ca,
     return s;
   }
   TlsIdentityOptions identity_options;
-  identity_options.poll_interval = absl::Hours(1);  // never renewed
+  // Never renewed: no poll thread (forking tests run beside the emulator).
+  identity_options.poll_interval = absl::InfiniteDuration();
   absl::StatusOr<std::shared_ptr<TlsIdentity>> identity =
       TlsIdentity::Create(store, (*entry)->alias(), identity_options);
   if (!identity.ok()) {

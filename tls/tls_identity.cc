@@ -127,11 +127,13 @@ absl::StatusOr<std::shared_ptr<TlsIdentity>> TlsIdentity::Create(
   if (absl::Status s = ValidateAlias(alias); !s.ok()) {
     return s;
   }
-  if (options.poll_interval < absl::Milliseconds(10) ||
-      options.poll_interval > absl::Hours(1)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "TlsIdentity for alias \"", alias, "\": poll_interval ",
-        absl::FormatDuration(options.poll_interval), " is outside 10ms..1h"));
+  const bool polls = options.poll_interval != absl::InfiniteDuration();
+  if (polls && (options.poll_interval < absl::Milliseconds(10) ||
+                options.poll_interval > absl::Hours(1))) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("TlsIdentity for alias \"", alias, "\": poll_interval ",
+                     absl::FormatDuration(options.poll_interval),
+                     " is outside 10ms..1h (or infinite: no polling)"));
   }
   FindOptions find;
   find.min_remaining = absl::ZeroDuration();
@@ -153,6 +155,13 @@ absl::StatusOr<std::shared_ptr<TlsIdentity>> TlsIdentity::Create(
       std::make_unique<Impl>(std::move(alias), options, *std::move(credential));
   Impl* impl = identity->impl_.get();
   TlsIdentity* self = identity.get();
+  {
+    absl::MutexLock lock(&registry_mu);
+    Registry().push_back(self);
+  }
+  if (!polls) {
+    return identity;
+  }
   impl->poller = std::thread([impl, self] {
     for (;;) {
       {
@@ -173,10 +182,6 @@ absl::StatusOr<std::shared_ptr<TlsIdentity>> TlsIdentity::Create(
       (void)self->Refresh();
     }
   });
-  {
-    absl::MutexLock lock(&registry_mu);
-    Registry().push_back(self);
-  }
   return identity;
 }
 
@@ -228,6 +233,11 @@ absl::Status TlsIdentity::Refresh() {
 }
 
 void TlsIdentity::NotifyChanged() {
+  if (impl_->options.poll_interval == absl::InfiniteDuration()) {
+    // No poller to wake: the caller refreshes (errors keep the credential).
+    (void)Refresh();
+    return;
+  }
   absl::MutexLock lock(&impl_->poll_mu);
   impl_->notified = true;
 }

@@ -149,7 +149,10 @@ struct TlsIdentityOptions {
   /// How often the store is asked whether the alias's credential changed
   /// (renewed by another process, or by a writer that did not call
   /// NotifyChanged): the bound on how long new handshakes may still present
-  /// a replaced credential. 10 ms .. 1 h.
+  /// a replaced credential. 10 ms .. 1 h, or absl::InfiniteDuration() for
+  /// no background thread at all, when only this process writes the
+  /// credential (a memory store) and announces it: NotifyChanged then
+  /// re-reads the store in the caller's thread.
   absl::Duration poll_interval = absl::Seconds(1);
 };
 

@@ -48,6 +48,33 @@ std::shared_ptr<const Entry> NthServerEntry(int n) {
                      30 + n);
 }
 
+// Without polling there is no background thread: NotifyChanged re-reads
+// the store before it returns.
+TEST(TlsIdentityTest, WithoutPollingNotifyChangedSwitchesBeforeReturning) {
+  std::shared_ptr<CertStore> store = NewMemoryStore();
+  std::shared_ptr<const Entry> first = NthServerEntry(0);
+  ASSERT_OK(store->Put(first));
+  TlsIdentityOptions no_polling;
+  no_polling.poll_interval = absl::InfiniteDuration();
+  absl::StatusOr<std::shared_ptr<TlsIdentity>> identity =
+      TlsIdentity::Create(store, "server", no_polling);
+  ASSERT_OK(identity.status());
+  EXPECT_EQ((*identity)->Current()->thumbprint(), first->thumbprint());
+  std::shared_ptr<const Entry> second = NthServerEntry(1);
+  ASSERT_OK(store->Put(second));
+  (*identity)->NotifyChanged();
+  EXPECT_EQ((*identity)->Current()->thumbprint(), second->thumbprint());
+  std::shared_ptr<const Entry> third = NthServerEntry(2);
+  ASSERT_OK(store->Put(third));
+  TlsIdentity::NotifyChanged("server");  // the static form too
+  EXPECT_EQ((*identity)->Current()->thumbprint(), third->thumbprint());
+  MtlsServer server(*identity, nullptr);
+  UniqueSslCtx client = NewClientContext(nullptr, nullptr);
+  MtlsResponse response = MtlsGet(client.get(), server.port());
+  ASSERT_TRUE(response.ok) << response.error;
+  EXPECT_EQ(response.server_thumbprint, third->thumbprint());
+}
+
 TEST(TlsIdentityTest, RenewalInProcessSwitchesNewHandshakesOnly) {
   std::shared_ptr<CertStore> store = NewMemoryStore();
   std::shared_ptr<const Entry> first = NthServerEntry(0);
