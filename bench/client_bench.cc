@@ -490,9 +490,20 @@ RsaFixture& RsaOnToken() {
   return *fixture;
 }
 
+// Waits (at most 2.5 s) until the spare key made after the last mint is
+// ready.
+void AwaitSpareKey(const TokenClient& client) {
+  for (int i = 0; i < 500 && client.Metrics().spare_keys_made <=
+                                 client.Metrics().spare_keys_used;
+       ++i) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+}
+
 void RecoveryLoop(benchmark::State& state, RsaFixture& r) {
   ClientFixture& f = Fixture();
   TokenClient& client = *r.clients[state.range(0)];
+  const bool spare = state.range(0) == 1;
   CheckOk(client.GetToken(f.NextScope()).status(), "first RSA token");
   emulator::FaultSpec fault;
   fault.kind = emulator::FaultKind::kInvalidClient;
@@ -500,11 +511,8 @@ void RecoveryLoop(benchmark::State& state, RsaFixture& r) {
     state.PauseTiming();
     // With spares on, the next key is ready before the failure comes (a
     // second or more after the last mint, as in service).
-    for (int i = 0;
-         i < 500 && state.range(0) == 1 &&
-         client.Metrics().spare_keys_made <= client.Metrics().spare_keys_used;
-         ++i) {
-      absl::SleepFor(absl::Milliseconds(5));
+    if (spare) {
+      AwaitSpareKey(client);
     }
     CheckOk(f.emulator->InjectFault(fault), "inject");
     state.ResumeTiming();
@@ -517,6 +525,11 @@ void RecoveryLoop(benchmark::State& state, RsaFixture& r) {
       state.SkipWithError(why.c_str());
       break;
     }
+  }
+  // The fixture outlives main(): a key generation still running when
+  // exit() tears OpenSSL down would crash the process.
+  if (spare) {
+    AwaitSpareKey(client);
   }
 }
 

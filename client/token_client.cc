@@ -49,6 +49,20 @@ constexpr int64_t kMaxTokenLifetimeSeconds = 366 * 24 * 3600;
 struct Platform {
   std::string client_id;
   std::string tenant_id;
+
+  bool operator==(const Platform& other) const {
+    return client_id == other.client_id && tenant_id == other.tenant_id;
+  }
+};
+
+// The key of an alias's next binding, made ahead of need with its CSR (for
+// the platform known then): a re-mint then signs nothing before it asks
+// the issuer, and the key's first use (OpenSSL's per-key setup) is paid
+// off the critical path.
+struct SpareKey {
+  std::shared_ptr<const Key> key;
+  Platform platform;
+  std::string csr;  // empty: build it at use
 };
 
 // What the issuer said, as kept for other processes, and when.
@@ -63,9 +77,10 @@ struct Call {
   absl::Time deadline;
   bool healed = false;
   std::string evicted_thumbprint;
-  // A mint happened: make the next spare key once this call has its token
-  // (a token's keygen would hold the module while the retry signs).
-  bool spare_wanted = false;
+  // A mint happened: make the next spare key (for this platform) once this
+  // call has its token (a token's keygen would hold the module while the
+  // retry signs).
+  absl::optional<Platform> spare_for;
 };
 
 // A token request in flight for one (alias, scope): the caller that
@@ -282,9 +297,9 @@ class TokenClientImpl final : public TokenClient {
   void Refresh(const std::string& scope);
   // Prepares the key of the next binding for `alias` (a store that makes
   // keys in process only), so that a re-mint need not wait for keygen.
-  void PrepareSpareKey(const std::string& alias)
+  void PrepareSpareKey(const std::string& alias, const Platform& platform)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  std::shared_ptr<const Key> TakeSpareKey(const std::string& alias);
+  absl::optional<SpareKey> TakeSpareKey(const std::string& alias);
   // One background thread runs the jobs, in order; started at the first.
   void RunInBackground(std::function<void()> job)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -314,8 +329,7 @@ class TokenClientImpl final : public TokenClient {
   // Scopes queued or being refreshed ahead of expiry (each once).
   absl::flat_hash_set<std::string> refreshing_ ABSL_GUARDED_BY(mu_);
   // Spare keys, ready or being made, per alias.
-  absl::flat_hash_map<std::string, std::shared_ptr<const Key>> spares_
-      ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, SpareKey> spares_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_set<std::string> spares_pending_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   // Started (under mu_) at the first job; joined by the destructor once
@@ -499,20 +513,26 @@ absl::StatusOr<std::shared_ptr<const Entry>> TokenClientImpl::Mint(
         "import`)"));
   }
   CERTSTORE_ASSIGN_OR_RETURN(Platform platform, GetPlatform(call));
+  absl::optional<SpareKey> spare = TakeSpareKey(std::string(alias));
   absl::StatusOr<std::shared_ptr<const Key>> key =
-      TakeSpareKey(std::string(alias));
-  if (*key == nullptr) {
-    key = store_->CreateKey(alias, options_.key_spec);
-  }
+      spare.has_value() ? spare->key
+                        : store_->CreateKey(alias, options_.key_spec);
   CERTSTORE_RETURN_IF_ERROR(WithContext(key.status(), context));
   // The next key is made once this call has its token (FetchToken), off
   // the critical path of the next re-mint: in process for software stores,
   // on the token (labelled as a spare, adopted by the Put that uses it,
   // gc'd if never used) for PKCS#11.
-  call.spare_wanted = options_.spare_keys;
-  CERTSTORE_ASSIGN_OR_RETURN(
-      std::string csr,
-      client_internal::MakeCsr(**key, platform.client_id, platform.tenant_id));
+  if (options_.spare_keys) {
+    call.spare_for = platform;
+  }
+  std::string csr;
+  if (spare.has_value() && !spare->csr.empty() && spare->platform == platform) {
+    csr = std::move(spare->csr);
+  } else {
+    CERTSTORE_ASSIGN_OR_RETURN(
+        csr, client_internal::MakeCsr(**key, platform.client_id,
+                                      platform.tenant_id));
+  }
   HttpRequest request;
   request.method = "POST";
   request.url = absl::StrCat(options_.issuing_url,
@@ -750,35 +770,46 @@ void TokenClientImpl::Refresh(const std::string& scope) {
   refreshing_.erase(scope);
 }
 
-void TokenClientImpl::PrepareSpareKey(const std::string& alias) {
+void TokenClientImpl::PrepareSpareKey(const std::string& alias,
+                                      const Platform& platform) {
   if (spares_.contains(alias) || !spares_pending_.insert(alias).second) {
     return;
   }
-  RunInBackground([this, alias] {
+  RunInBackground([this, alias, platform] {
     KeySpec spec = options_.key_spec;
     spec.spare = true;
     absl::StatusOr<std::shared_ptr<const Key>> key =
         store_->CreateKey(alias, spec);
+    SpareKey spare;
+    if (key.ok()) {
+      spare.key = *std::move(key);
+      spare.platform = platform;
+      // A CSR that cannot be made now is made (and its failure reported)
+      // by the mint that takes the key.
+      spare.csr = client_internal::MakeCsr(*spare.key, platform.client_id,
+                                           platform.tenant_id)
+                      .value_or("");
+    }
     absl::MutexLock lock(&mu_);
     spares_pending_.erase(alias);
-    if (key.ok()) {
-      spares_[alias] = *std::move(key);
+    if (spare.key != nullptr) {
+      spares_[alias] = std::move(spare);
       ++metrics_.spare_keys_made;
     }
   });
 }
 
-std::shared_ptr<const Key> TokenClientImpl::TakeSpareKey(
+absl::optional<SpareKey> TokenClientImpl::TakeSpareKey(
     const std::string& alias) {
   absl::MutexLock lock(&mu_);
   auto it = spares_.find(alias);
   if (it == spares_.end()) {
-    return nullptr;
+    return absl::nullopt;
   }
-  std::shared_ptr<const Key> key = std::move(it->second);
+  SpareKey spare = std::move(it->second);
   spares_.erase(it);
   ++metrics_.spare_keys_used;
-  return key;
+  return spare;
 }
 
 absl::StatusOr<AccessToken> TokenClientImpl::TokenFromResponse(
@@ -980,8 +1011,8 @@ absl::StatusOr<AccessToken> TokenClientImpl::FetchToken(
       }
       tokens_[TokenKey(alias, call.scope, entry->thumbprint())] = token;
       hot_.Invalidate();
-      if (call.spare_wanted) {
-        PrepareSpareKey(alias);
+      if (call.spare_for.has_value()) {
+        PrepareSpareKey(alias, *call.spare_for);
       }
       return token;
     }

@@ -268,15 +268,21 @@ absl::StatusOr<std::unique_ptr<Database>> Database::Open(
 
 absl::Status Database::Read(absl::string_view context, const Work& work,
                             std::optional<Deadline> deadline) {
-  return Run(context, /*write=*/false, work, deadline);
+  return Run(context, Mode::kRead, work, deadline);
 }
 
 absl::Status Database::Write(absl::string_view context, const Work& work,
                              std::optional<Deadline> deadline) {
-  return Run(context, /*write=*/true, work, deadline);
+  return Run(context, Mode::kWrite, work, deadline);
 }
 
-absl::Status Database::Run(absl::string_view context, bool write,
+absl::Status Database::WriteUnsynced(absl::string_view context,
+                                     const Work& work,
+                                     std::optional<Deadline> deadline) {
+  return Run(context, Mode::kUnsyncedWrite, work, deadline);
+}
+
+absl::Status Database::Run(absl::string_view context, Mode mode,
                            const Work& work, std::optional<Deadline> limit) {
   Deadline deadline = std::chrono::steady_clock::now() +
                       absl::ToChronoNanoseconds(options_.busy_budget);
@@ -288,7 +294,7 @@ absl::Status Database::Run(absl::string_view context, bool write,
     return BusyStatus(context, "another thread's call held the connection");
   }
   for (int attempt = 0;; ++attempt) {
-    absl::Status status = Attempt(write, work, deadline);
+    absl::Status status = Attempt(mode, work, deadline);
     // A failed connect leaves no connection to ask: Unavailable there is a
     // lock or a transient I/O error, both worth the retry.
     const bool busy = status.code() == absl::StatusCode::kUnavailable &&
@@ -309,8 +315,7 @@ absl::Status Database::Run(absl::string_view context, bool write,
   }
 }
 
-absl::Status Database::Attempt(bool write, const Work& work,
-                               Deadline deadline) {
+absl::Status Database::Attempt(Mode mode, const Work& work, Deadline deadline) {
   if (connection_ != nullptr && connection_pid_ != getpid()) {
     DropConnection();
   }
@@ -319,7 +324,21 @@ absl::Status Database::Attempt(bool write, const Work& work,
   }
   connection_->set_deadline(deadline);
   connection_->reset_busy();
-  return write ? RunTransaction(*connection_, work) : work(*connection_);
+  if (mode == Mode::kRead) {
+    return work(*connection_);
+  }
+  if (mode == Mode::kWrite || connection_->journal_mode() != "wal") {
+    return RunTransaction(*connection_, work);
+  }
+  CERTSTORE_RETURN_IF_ERROR(connection_->Exec("PRAGMA synchronous=NORMAL"));
+  absl::Status status = RunTransaction(*connection_, work);
+  absl::Status restored = connection_->Exec("PRAGMA synchronous=FULL");
+  if (!restored.ok()) {
+    // Never leave the connection unsynced for the writes that follow.
+    DropConnection();
+    return status.ok() ? restored : status;
+  }
+  return status;
 }
 
 absl::Status Database::Connect(Deadline deadline) {

@@ -67,6 +67,13 @@ class Database {
                     std::optional<Deadline> deadline = std::nullopt);
   absl::Status Write(absl::string_view context, const Work& work,
                      std::optional<Deadline> deadline = std::nullopt);
+  // Write, but in WAL mode the commit is not synced to disk
+  // (synchronous=NORMAL): still atomic, and made durable by the next
+  // synced commit, but a power cut may undo it. For what ends by itself
+  // anyway (mint leases), so that taking and releasing one costs no fsync.
+  // In rollback-journal mode it is synced like Write.
+  absl::Status WriteUnsynced(absl::string_view context, const Work& work,
+                             std::optional<Deadline> deadline = std::nullopt);
 
   const DatabaseOptions& options() const { return options_; }
 
@@ -74,9 +81,10 @@ class Database {
   friend class ForkGuard;
 
   explicit Database(DatabaseOptions options);
-  absl::Status Run(absl::string_view context, bool write, const Work& work,
+  enum class Mode { kRead, kWrite, kUnsyncedWrite };
+  absl::Status Run(absl::string_view context, Mode mode, const Work& work,
                    std::optional<Deadline> deadline);
-  absl::Status Attempt(bool write, const Work& work, Deadline deadline);
+  absl::Status Attempt(Mode mode, const Work& work, Deadline deadline);
   absl::Status Connect(Deadline deadline);
   void DropConnection();
   absl::Status BusyStatus(absl::string_view context,

@@ -78,7 +78,9 @@ absl::StatusOr<TakeResult> TryTake(Database& db, absl::string_view alias,
     result.taken = true;
     return absl::OkStatus();
   };
-  CERTSTORE_RETURN_IF_ERROR(db.Write(context, work, deadline));
+  // A lease is not worth an fsync: one lost in a power cut is one whose
+  // holder died with the machine.
+  CERTSTORE_RETURN_IF_ERROR(db.WriteUnsynced(context, work, deadline));
   return result;
 }
 
@@ -124,17 +126,17 @@ class LeaseLock final : public AliasLock {
   }
 
   absl::Status Update(const char* sql, absl::string_view what) {
-    return db_.Write(absl::StrCat(db_.options().name, ": lease ", what),
-                     [&](Connection& connection) -> absl::Status {
-                       CERTSTORE_ASSIGN_OR_RETURN(Statement update,
-                                                  connection.Prepare(sql));
-                       update.BindBlob(1, alias_);
-                       update.BindText(2, holder_);
-                       if (sql == kRenewSql) {
-                         update.BindInt(3, WallMillis() + ttl_ms_);
-                       }
-                       return update.Run();
-                     });
+    return db_.WriteUnsynced(absl::StrCat(db_.options().name, ": lease ", what),
+                             [&](Connection& connection) -> absl::Status {
+                               CERTSTORE_ASSIGN_OR_RETURN(
+                                   Statement update, connection.Prepare(sql));
+                               update.BindBlob(1, alias_);
+                               update.BindText(2, holder_);
+                               if (sql == kRenewSql) {
+                                 update.BindInt(3, WallMillis() + ttl_ms_);
+                               }
+                               return update.Run();
+                             });
   }
 
   Database& db_;

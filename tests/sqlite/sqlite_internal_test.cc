@@ -61,6 +61,46 @@ TEST(NetworkFilesystemTest, TheStoreChoosesWalOnlyOnLocalFilesystems) {
             sqlite_internal::IsNetworkFilesystem(fs.f_type) ? "delete" : "wal");
 }
 
+// A lease write skips the fsync in WAL mode only, and never leaves the
+// connection unsynced for the writes after it (even when it fails).
+TEST(DatabaseTest, UnsyncedWritesAreUnsyncedOnlyWhileTheyRun) {
+  TempDir dir;
+  for (bool rollback : {false, true}) {
+    SCOPED_TRACE(rollback ? "rollback journal" : "wal");
+    const std::string path = FileIn(dir, rollback ? "rollback.db" : "wal.db");
+    ASSERT_OK(sqlite_internal::PreparePrivateFile(path));
+    sqlite_internal::DatabaseOptions options;
+    options.path = path;
+    options.name = "sqlite:" + path;
+    options.force_rollback_journal = rollback;
+    auto db = sqlite_internal::Database::Open(options);
+    ASSERT_OK(db);
+    auto synchronous = [](sqlite_internal::Connection& c, std::string* out) {
+      auto value = c.QueryText("PRAGMA synchronous");
+      *out = value.ok() ? *value : value.status().ToString();
+      return absl::OkStatus();
+    };
+    std::string during, after_write, after_failure, in_write;
+    ASSERT_OK((*db)->WriteUnsynced(
+        "unsynced", [&](auto& c) { return synchronous(c, &during); }));
+    ASSERT_OK((*db)->Read(
+        "read", [&](auto& c) { return synchronous(c, &after_write); }));
+    EXPECT_THAT(
+        (*db)->WriteUnsynced(
+            "failing",
+            [](auto&) { return absl::InternalError("work failed"); }),
+        StatusIs(absl::StatusCode::kInternal, HasSubstr("work failed")));
+    ASSERT_OK((*db)->Read(
+        "read", [&](auto& c) { return synchronous(c, &after_failure); }));
+    ASSERT_OK((*db)->Write("synced",
+                           [&](auto& c) { return synchronous(c, &in_write); }));
+    EXPECT_EQ(during, rollback ? "2" : "1");  // FULL : NORMAL
+    EXPECT_EQ(after_write, "2");
+    EXPECT_EQ(after_failure, "2");
+    EXPECT_EQ(in_write, "2");
+  }
+}
+
 TEST(SqliteStatusTest, MapsResultCodesToProjectCodes) {
   struct Case {
     int rc;
