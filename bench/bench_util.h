@@ -19,6 +19,16 @@
 namespace certstore::bench {
 
 // Setup failures are programming errors: stop the run loudly.
+// Wall time of op(), for benchmarks that time parts of an iteration by hand
+// (UseManualTime) or pair ours and the floor in one loop.
+template <typename Op>
+double SecondsOf(Op&& op) {
+  const auto start = std::chrono::steady_clock::now();
+  op();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+      .count();
+}
+
 inline void CheckOk(const absl::Status& status, const char* what) {
   if (!status.ok()) {
     std::fprintf(stderr, "bench setup: %s: %s\n", what,

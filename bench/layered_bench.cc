@@ -292,17 +292,10 @@ void BM_Paired_Find(benchmark::State& state) {
       memory_ns / kBlock, benchmark::Counter::kAvgIterations);
 }
 
-// The cold pair is timed by hand, the Find alone: dropping its result and
-// (for a back-fill) evicting the alias again follow it untimed, so that
-// every iteration is one cold Find, or one miss then one back-fill, with
-// the stores as they were before it.
-template <typename Op>
-double SecondsOf(Op&& op) {
-  const auto start = std::chrono::steady_clock::now();
-  op();
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
-      .count();
-}
+// The cold pair is timed by hand (SecondsOf), the Find alone: dropping its
+// result and (for a back-fill) evicting the alias again follow it untimed,
+// so that every iteration is one cold Find, or one miss then one
+// back-fill, with the stores as they were before it.
 
 void BM_Sqlite_ColdFind(benchmark::State& state) {
   ColdStores& cold = ColdFor(state);
