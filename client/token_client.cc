@@ -101,7 +101,8 @@ std::string TokenKey(absl::string_view alias, absl::string_view scope,
                       thumbprint);
 }
 
-// Past this many cached tokens, expired ones are dropped at each insert.
+// Past this many cached tokens, an insert that finds one expired drops
+// every expired one.
 constexpr size_t kPruneTokensAbove = 256;
 
 // Text a server chose, for a message: escaped (control bytes, invalid
@@ -322,6 +323,8 @@ class TokenClientImpl final : public TokenClient {
   absl::optional<Platform> platform_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_set<std::string> probed_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, AccessToken> tokens_ ABSL_GUARDED_BY(mu_);
+  // No cached token expires before this (an earlier bound is harmless).
+  absl::Time earliest_expiry_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
   // Keyed by alias NUL scope.
   absl::flat_hash_map<std::string, std::shared_ptr<Flight>> flights_
       ABSL_GUARDED_BY(mu_);
@@ -1001,15 +1004,24 @@ absl::StatusOr<AccessToken> TokenClientImpl::FetchToken(
         rejections_.Clear(alias);  // served: the budget starts afresh
       }
       absl::MutexLock lock(&mu_);
-      if (tokens_.size() >= kPruneTokensAbove) {
+      if (tokens_.size() >= kPruneTokensAbove &&
+          clock_->Now() >= earliest_expiry_) {
         // Callers with ever new scopes (or bindings) would otherwise grow
-        // the cache without end: expired tokens go.
+        // the cache without end: expired tokens go. Scanned only once one
+        // has expired, not at every insert (that made each new scope cost
+        // a walk over all the others).
         const absl::Time now = clock_->Now();
-        absl::erase_if(tokens_, [now](const auto& kv) {
-          return kv.second.expires_at <= now;
+        earliest_expiry_ = absl::InfiniteFuture();
+        absl::erase_if(tokens_, [&](const auto& kv) {
+          if (kv.second.expires_at <= now) {
+            return true;
+          }
+          earliest_expiry_ = std::min(earliest_expiry_, kv.second.expires_at);
+          return false;
         });
       }
       tokens_[TokenKey(alias, call.scope, entry->thumbprint())] = token;
+      earliest_expiry_ = std::min(earliest_expiry_, token.expires_at);
       hot_.Invalidate();
       if (call.spare_for.has_value()) {
         PrepareSpareKey(alias, *call.spare_for);
