@@ -1,5 +1,6 @@
 #include <cstdint>
 #include <string>
+#include <utility>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -126,7 +127,16 @@ absl::Status Migrate(Connection& connection) {
 }  // namespace
 
 absl::Status EnsureSchema(Connection& connection) {
-  CERTSTORE_ASSIGN_OR_RETURN(int64_t version, ReadVersion(connection));
+  // One read transaction, so that the header's application_id and the
+  // schema are read from the same snapshot: read apart, a process that
+  // created the file just then could be seen with its tables but not yet
+  // its id, and the file refused as another program's.
+  CERTSTORE_RETURN_IF_ERROR(connection.Exec("BEGIN"));
+  absl::StatusOr<int64_t> read = ReadVersion(connection);
+  if (!connection.Exec("COMMIT").ok()) {
+    connection.Exec("ROLLBACK").IgnoreError();  // a read: nothing to keep
+  }
+  CERTSTORE_ASSIGN_OR_RETURN(int64_t version, std::move(read));
   CERTSTORE_RETURN_IF_ERROR(CheckNotNewer(version));
   if (version == kSchemaVersion) {
     return absl::OkStatus();

@@ -164,6 +164,8 @@ TEST_P(LayeredBackendsTest, FourProcessesOfSixteenThreadsMintOnce) {
       }
       auto store = OpenStore(uri_);
       if (!store.ok()) {
+        fprintf(stderr, "child %d: %s\n", static_cast<int>(getpid()),
+                store.status().ToString().c_str());
         _exit(2);
       }
       auto minter = MintCoordinator::Create(store->get());
