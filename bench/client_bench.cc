@@ -18,12 +18,13 @@
 //   BM_Client_Generic_Reused      the same over the kept-alive connection
 //   BM_Floor_Curl_NginxReused     bare libcurl reusing its connection
 // and a cold start: a new `certstore token` process with the binding
-// persisted (sqlite, PEM directory) gets its first token from nginx:
-//   BM_Client_ColdStart/{sqlite,file}
-//   BM_Floor_ColdStart/{sqlite,file}  the `curl` command doing the same
+// persisted (sqlite, PEM directory, SoftHSM) gets its first token from nginx:
+//   BM_Client_ColdStart/{sqlite,file,token}
+//   BM_Floor_ColdStart/{sqlite,file,token}  the `curl` command doing the same
 //                                 request with the same files (a new process,
 //                                 a full handshake) + a cold Find here
-//   BM_Paired_ColdStart/{sqlite,file}  the two alternated in one loop (the
+//   BM_Paired_ColdStart/{sqlite,file,token}  the two alternated in one loop
+//   (the
 //                                 ratio that decides)
 //   BM_ColdStart_Part_*           where the time goes: process start,
 //                                 store open, open + cold Find
@@ -317,14 +318,19 @@ void BM_Floor_Curl_NginxReused(benchmark::State& state) {
   curl_easy_cleanup(curl);
 }
 
-// The binding of Fixture() persisted in a sqlite file and a PEM directory,
-// for new processes.
+// The binding of Fixture() persisted in a sqlite file, a PEM directory and
+// on a SoftHSM token (its key imported), for new processes.
 struct ColdStartFixture {
   testing::TempDir dir;
+  std::unique_ptr<testing::SoftHsmToken> token;
   std::string alias;
-  std::string uris[2];  // sqlite, file
+  std::string uris[3];  // sqlite, file, pkcs11
   std::string state_env;
 };
+
+void ColdStartArgs(benchmark::internal::Benchmark* b) {
+  b->ArgName("sqlite0_file1_token2")->Arg(0)->Arg(1)->Arg(2);
+}
 
 ColdStartFixture& ColdStart() {
   static ColdStartFixture* const fixture = [] {
@@ -335,6 +341,10 @@ ColdStartFixture& ColdStart() {
     CheckOk(entry.status(), "Find");
     c->uris[0] = absl::StrCat("sqlite:", c->dir.path(), "/cold.db");
     c->uris[1] = absl::StrCat("file:", c->dir.path(), "/cold-certs");
+    auto token = testing::SoftHsmToken::Create("bench-cold-start");
+    CheckOk(token.status(), "SoftHSM token");
+    c->token = *std::move(token);
+    c->uris[2] = c->token->Uri() + "&x-allow-import=true";
     for (const std::string& uri : c->uris) {
       auto store = OpenStore(uri);
       CheckOk(store.status(), "OpenStore");
@@ -648,35 +658,25 @@ BENCHMARK(BM_Floor_Curl_NginxReused)
     ->Unit(benchmark::kMicrosecond)
     ->UseRealTime();
 BENCHMARK(BM_Client_ColdStart)
-    ->ArgName("sqlite0_file1")
-    ->Arg(0)
-    ->Arg(1)
+    ->Apply(ColdStartArgs)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 BENCHMARK(BM_Floor_ColdStart)
-    ->ArgName("sqlite0_file1")
-    ->Arg(0)
-    ->Arg(1)
+    ->Apply(ColdStartArgs)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 BENCHMARK(BM_Paired_ColdStart)
-    ->ArgName("sqlite0_file1")
-    ->Arg(0)
-    ->Arg(1)
+    ->Apply(ColdStartArgs)
     ->Unit(benchmark::kMillisecond)
     ->UseManualTime();
 BENCHMARK(BM_ColdStart_Part_ProcessStart)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 BENCHMARK(BM_ColdStart_Part_StoreOpen)
-    ->ArgName("sqlite0_file1")
-    ->Arg(0)
-    ->Arg(1)
+    ->Apply(ColdStartArgs)
     ->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_ColdStart_Part_OpenAndFind)
-    ->ArgName("sqlite0_file1")
-    ->Arg(0)
-    ->Arg(1)
+    ->Apply(ColdStartArgs)
     ->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_Client_RecoveryRsa)
     ->ArgName("spare")
@@ -717,9 +717,9 @@ bool RegisterClientRatios() {
   RegisterRatio("BM_Client_Generic_Reused/real_time",
                 "BM_Floor_Curl_NginxReused/real_time", 1.2);
   // The paired rows decide; the consecutive ones are shown for context.
-  for (const char* arg : {"0", "1"}) {
-    const std::string paired =
-        absl::StrCat("BM_Paired_ColdStart/sqlite0_file1:", arg, "/manual_time");
+  for (const char* arg : {"0", "1", "2"}) {
+    const std::string paired = absl::StrCat(
+        "BM_Paired_ColdStart/sqlite0_file1_token2:", arg, "/manual_time");
     RegisterRatio(paired + "/ours", paired + "/floor", 1.2);
   }
   RegisterRatio("BM_Client_ColdStart", "BM_Floor_ColdStart", kNoBar);
