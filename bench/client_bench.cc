@@ -363,36 +363,48 @@ void CheckExit(const testing::ProcessResult& r, benchmark::State& state,
   }
 }
 
-void BM_Client_ColdStart(benchmark::State& state) {
+// One cold start: a new `certstore token` process on store `arg`. False
+// (and the run marked failed) when it did not exit 0.
+bool ColdToken(benchmark::State& state, int64_t arg) {
   ClientFixture& f = Fixture();
   NginxFixture& n = Nginx();
   ColdStartFixture& c = ColdStart();
   testing::ProcessOptions options;
   options.env = {c.state_env};
+  testing::ProcessResult r = testing::RunProcess(
+      {CERTSTORE_CLI_BINARY, "--store", c.uris[arg], "token",
+       "--token-endpoint", n.url, "--client-id", "bench-client", "--alias",
+       c.alias, "--server-ca", n.server_ca_file, "--scope", f.NextScope()},
+      options);
+  CheckExit(r, state, "certstore token");
+  return r.exit_code == 0;
+}
+
+// Its floor: the `curl` command making the same mTLS request with the same
+// files, then a cold Find of the binding in store `arg` here.
+bool ColdFloor(benchmark::State& state, int64_t arg) {
+  ClientFixture& f = Fixture();
+  NginxFixture& n = Nginx();
+  ColdStartFixture& c = ColdStart();
+  testing::ProcessResult r = testing::RunProcess(
+      {"curl", "-sf", "-o", "/dev/null", "--cert", f.cert_file, "--key",
+       f.key_file, "--cacert", n.server_ca_file, "-d", n.body, n.url});
+  CheckExit(r, state, "curl");
+  auto store = OpenStore(c.uris[arg]);
+  auto entry = (*store)->Find(c.alias);
+  benchmark::DoNotOptimize(entry);
+  return r.exit_code == 0;
+}
+
+void BM_Client_ColdStart(benchmark::State& state) {
   for (auto _ : state) {
-    testing::ProcessResult r = testing::RunProcess(
-        {CERTSTORE_CLI_BINARY, "--store", c.uris[state.range(0)], "token",
-         "--token-endpoint", n.url, "--client-id", "bench-client", "--alias",
-         c.alias, "--server-ca", n.server_ca_file, "--scope", f.NextScope()},
-        options);
-    CheckExit(r, state, "certstore token");
-    if (r.exit_code != 0) break;
+    if (!ColdToken(state, state.range(0))) break;
   }
 }
 
 void BM_Floor_ColdStart(benchmark::State& state) {
-  ClientFixture& f = Fixture();
-  NginxFixture& n = Nginx();
-  ColdStartFixture& c = ColdStart();
   for (auto _ : state) {
-    testing::ProcessResult r = testing::RunProcess(
-        {"curl", "-sf", "-o", "/dev/null", "--cert", f.cert_file, "--key",
-         f.key_file, "--cacert", n.server_ca_file, "-d", n.body, n.url});
-    CheckExit(r, state, "curl");
-    if (r.exit_code != 0) break;
-    auto store = OpenStore(c.uris[state.range(0)]);
-    auto entry = (*store)->Find(c.alias);
-    benchmark::DoNotOptimize(entry);
+    if (!ColdFloor(state, state.range(0))) break;
   }
 }
 
@@ -401,37 +413,15 @@ void BM_Floor_ColdStart(benchmark::State& state) {
 // consecutive runs of the two read up to 4 ms (13 %) apart on this VM.
 // Timed: ours; the floor is reported as a counter.
 void BM_Paired_ColdStart(benchmark::State& state) {
-  ClientFixture& f = Fixture();
-  NginxFixture& n = Nginx();
-  ColdStartFixture& c = ColdStart();
-  const std::string& uri = c.uris[state.range(0)];
-  testing::ProcessOptions options;
-  options.env = {c.state_env};
+  const int64_t arg = state.range(0);
   double ours_ns = 0;
   double floor_ns = 0;
   bool ok = true;
   auto ours = [&] {
-    return SecondsOf([&] {
-      testing::ProcessResult r = testing::RunProcess(
-          {CERTSTORE_CLI_BINARY, "--store", uri, "token", "--token-endpoint",
-           n.url, "--client-id", "bench-client", "--alias", c.alias,
-           "--server-ca", n.server_ca_file, "--scope", f.NextScope()},
-          options);
-      CheckExit(r, state, "certstore token");
-      ok = ok && r.exit_code == 0;
-    });
+    return SecondsOf([&] { ok = ColdToken(state, arg) && ok; });
   };
   auto floor = [&] {
-    return SecondsOf([&] {
-      testing::ProcessResult r = testing::RunProcess(
-          {"curl", "-sf", "-o", "/dev/null", "--cert", f.cert_file, "--key",
-           f.key_file, "--cacert", n.server_ca_file, "-d", n.body, n.url});
-      CheckExit(r, state, "curl");
-      ok = ok && r.exit_code == 0;
-      auto store = OpenStore(uri);
-      auto entry = (*store)->Find(c.alias);
-      benchmark::DoNotOptimize(entry);
-    });
+    return SecondsOf([&] { ok = ColdFloor(state, arg) && ok; });
   };
   int64_t i = 0;
   for (auto _ : state) {
