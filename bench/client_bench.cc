@@ -22,10 +22,11 @@
 //   BM_Client_ColdStart/{sqlite,file,token}
 //   BM_Floor_ColdStart/{sqlite,file,token}  the `curl` command doing the same
 //                                 request with the same files (a new process,
-//                                 a full handshake) + a cold Find here
+//                                 a full handshake) + a cold Find here; on
+//                                 the token, curl with the key on the token
+//                                 (libp11's engine), which is its cold Find
 //   BM_Paired_ColdStart/{sqlite,file,token}  the two alternated in one loop
-//   (the
-//                                 ratio that decides)
+//                                 (the ratio that decides)
 //   BM_ColdStart_Part_*           where the time goes: process start,
 //                                 store open, open + cold Find
 // and recovery with RSA-2048 keys (invalid_client, evict, mint, retry):
@@ -47,10 +48,12 @@
 #include <iterator>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "api/internal/percent_encoding.h"
 #include "bench/bench_util.h"
 #include "bench/ratio_reporter.h"
 #include "certstore/chain.h"
@@ -59,6 +62,7 @@
 #include "client/csr.h"
 #include "emulator/emulator.h"
 #include "tests/pkcs11/softhsm_token.h"
+#include "tests/support/files.h"
 #include "tests/support/loopback.h"
 #include "tests/support/nginx.h"
 #include "tests/support/subprocess.h"
@@ -326,6 +330,11 @@ struct ColdStartFixture {
   std::string alias;
   std::string uris[3];  // sqlite, file, pkcs11
   std::string state_env;
+  // The token row's floor: curl with the binding's key on the same token
+  // through libp11's OpenSSL engine, told the module and the PIN by this
+  // configuration (0600).
+  std::string engine_conf_env;
+  std::string token_key_uri;
 };
 
 void ColdStartArgs(benchmark::internal::Benchmark* b) {
@@ -351,6 +360,20 @@ ColdStartFixture& ColdStart() {
       CheckOk((*store)->Put(*entry), "Put");
     }
     c->state_env = absl::StrCat("XDG_STATE_HOME=", c->dir.path(), "/state");
+    const std::string engine_conf = c->dir.path() + "/openssl-engine.cnf";
+    testing::WriteFile(
+        engine_conf,
+        absl::StrCat("openssl_conf = openssl_init\n"
+                     "[openssl_init]\nengines = engine_section\n"
+                     "[engine_section]\npkcs11 = pkcs11_section\n"
+                     "[pkcs11_section]\nengine_id = pkcs11\nMODULE_PATH = ",
+                     testing::kSoftHsmModule, "\nPIN = ", c->token->pin(),
+                     "\ninit = 0\n"),
+        0600);
+    c->engine_conf_env = "OPENSSL_CONF=" + engine_conf;
+    c->token_key_uri = absl::StrCat(
+        "pkcs11:token=", internal::PercentEncode(c->token->label()),
+        ";object=", internal::PercentEncode(c->alias), ";type=private");
     return c;
   }();
   return *fixture;
@@ -381,18 +404,34 @@ bool ColdToken(benchmark::State& state, int64_t arg) {
 }
 
 // Its floor: the `curl` command making the same mTLS request with the same
-// files, then a cold Find of the binding in store `arg` here.
+// files, then a cold Find of the binding in store `arg` here. On the token
+// (arg 2) a cold Find means loading the module and logging in, in the new
+// process: there the floor is curl signing with the binding's key on the
+// token itself (libp11's engine: module load, login, key lookup), the
+// certificate chain from the same file.
 bool ColdFloor(benchmark::State& state, int64_t arg) {
   ClientFixture& f = Fixture();
   NginxFixture& n = Nginx();
   ColdStartFixture& c = ColdStart();
-  testing::ProcessResult r = testing::RunProcess(
-      {"curl", "-sf", "-o", "/dev/null", "--cert", f.cert_file, "--key",
-       f.key_file, "--cacert", n.server_ca_file, "-d", n.body, n.url});
+  const bool on_token = arg == 2;
+  testing::ProcessOptions options;
+  if (on_token) options.env = {c.engine_conf_env};
+  std::vector<std::string> argv = {"curl",      "-sf",    "-o",
+                                   "/dev/null", "--cert", f.cert_file};
+  if (on_token) {
+    argv.insert(argv.end(), {"--engine", "pkcs11", "--key-type", "ENG", "--key",
+                             c.token_key_uri});
+  } else {
+    argv.insert(argv.end(), {"--key", f.key_file});
+  }
+  argv.insert(argv.end(), {"--cacert", n.server_ca_file, "-d", n.body, n.url});
+  testing::ProcessResult r = testing::RunProcess(argv, options);
   CheckExit(r, state, "curl");
-  auto store = OpenStore(c.uris[arg]);
-  auto entry = (*store)->Find(c.alias);
-  benchmark::DoNotOptimize(entry);
+  if (!on_token) {
+    auto store = OpenStore(c.uris[arg]);
+    auto entry = (*store)->Find(c.alias);
+    benchmark::DoNotOptimize(entry);
+  }
   return r.exit_code == 0;
 }
 
