@@ -18,6 +18,7 @@ namespace certstore::client_internal {
 namespace {
 
 constexpr size_t kMaxRecordBytes = 16 * 1024;
+constexpr size_t kMaxCachedPaths = 1024;
 
 std::string Sha256Hex(absl::string_view bytes) {
   unsigned char digest[EVP_MAX_MD_SIZE];
@@ -52,10 +53,20 @@ StateRecords::StateRecords(std::string store_name, const std::string& directory,
 }
 
 // The file name hashes store and key: any bytes, a fixed length.
-std::string StateRecords::PathOf(absl::string_view key) const {
-  return absl::StrCat(
+std::string StateRecords::PathOf(absl::string_view key) {
+  absl::MutexLock lock(&mu_);
+  auto it = paths_.find(key);
+  if (it != paths_.end()) {
+    return it->second;
+  }
+  if (paths_.size() >= kMaxCachedPaths) {
+    paths_.clear();  // a client has a few aliases; this is not one of them
+  }
+  std::string path = absl::StrCat(
       directory_, "/",
       Sha256Hex(absl::StrCat(store_name_, std::string(1, '\0'), key)), ".json");
+  paths_.emplace(key, path);
+  return path;
 }
 
 std::optional<internal::Json> StateRecords::Read(absl::string_view key) {

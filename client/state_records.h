@@ -36,7 +36,7 @@ class CERTSTORE_INTERNAL_EXPORT StateRecords {
   void Remove(absl::string_view key);
 
  private:
-  std::string PathOf(absl::string_view key) const;
+  std::string PathOf(absl::string_view key);
 
   const std::string store_name_;
   const bool in_process_only_;
@@ -45,6 +45,10 @@ class CERTSTORE_INTERNAL_EXPORT StateRecords {
   absl::Mutex mu_;
   // The records of a "memory:" store, serialized.
   absl::flat_hash_map<std::string, std::string> memory_ ABSL_GUARDED_BY(mu_);
+  // key -> file, for a store with a directory: hashing the name costs more
+  // than opening the file (OpenSSL fetches the digest on every call), and
+  // every token request reads its alias's rejection record.
+  absl::flat_hash_map<std::string, std::string> paths_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace certstore::client_internal
