@@ -11,6 +11,7 @@
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <map>
@@ -276,7 +277,9 @@ TEST_P(CliDamagedStoreTest, CorruptionDrillNeverAborts) {
   std::mt19937 random(seed);
   const int copies = LoopCount("CERTSTORE_DRILL_COPIES", 200);
   int failed_runs = 0;
-  for (int copy = 0; copy < copies && !HasFatalFailure(); ++copy) {
+  int runs = 0;
+  int copy = 0;
+  for (; copy < copies && !HasFatalFailure(); ++copy) {
     SCOPED_TRACE(absl::StrCat("CERTSTORE_DRILL_SEED=", seed, " copy ", copy));
     const std::string root = absl::StrCat(dir_.path(), "/copy");
     fs::remove_all(root);
@@ -293,6 +296,7 @@ TEST_P(CliDamagedStoreTest, CorruptionDrillNeverAborts) {
     const std::string alias = absl::StrCat("app-", random() % 20);
     ProcessResult list = Cli(root, {"--output", "json", "list"});
     ExpectAnswered(list, true);
+    ++runs;
     failed_runs += list.exit_code != 0;
     for (const std::vector<std::string>& verb :
          std::vector<std::vector<std::string>>{
@@ -304,6 +308,7 @@ TEST_P(CliDamagedStoreTest, CorruptionDrillNeverAborts) {
       SCOPED_TRACE(verb[0] == "--output" ? "show json" : verb[0]);
       ProcessResult r = Cli(root, verb);
       ExpectAnswered(r, verb[0] == "--output");
+      ++runs;
       failed_runs += r.exit_code != 0;
     }
     // SQLite: an alias whose lookup path (see SqlitePageMap) holds no
@@ -360,6 +365,10 @@ TEST_P(CliDamagedStoreTest, CorruptionDrillNeverAborts) {
   // The drill reached damage that the store noticed.
   EXPECT_GT(failed_runs, 0);
   RecordProperty("intact_rows_checked", intact_checked);
+  std::printf(
+      "corruption drill (%s): %d copies, %d command runs (%d exited non-zero "
+      "with a documented code), %d intact rows checked\n",
+      GetParam().c_str(), copy, runs, failed_runs, intact_checked);
   if (IsSqlite() && copies >= 100) {
     EXPECT_GT(intact_checked, 0) << "no copy left a row intact to check";
   }
