@@ -655,11 +655,23 @@ bool AwaitSpareKey(const TokenClient& client) {
   return false;
 }
 
+// One self-heal, untimed: the clients of a fixture share its store, so
+// the binding a client finds may have been minted by the other one; a
+// client makes its spare key after a mint of its own.
+void HealOnce(TokenClient& client) {
+  ClientFixture& f = Fixture();
+  emulator::FaultSpec fault;
+  fault.kind = emulator::FaultKind::kInvalidClient;
+  CheckOk(f.emulator->InjectFault(fault), "inject");
+  CheckOk(client.GetToken(f.NextScope()).status(), "warm-up self-heal");
+}
+
 void RecoveryLoop(benchmark::State& state, RsaFixture& r) {
   ClientFixture& f = Fixture();
   TokenClient& client = *r.clients[state.range(0)];
   const bool spare = state.range(0) == 1;
   CheckOk(client.GetToken(f.NextScope()).status(), "first RSA token");
+  if (spare) HealOnce(client);
   for (auto _ : state) {
     state.PauseTiming();
     if (spare && !AwaitSpareKey(client)) {
@@ -747,6 +759,7 @@ void BM_Paired_RecoveryRsa(benchmark::State& state) {
   ClientFixture& f = Fixture();
   TokenClient& client = *Rsa().clients[1];
   CheckOk(client.GetToken(f.NextScope()).status(), "first RSA token");
+  HealOnce(client);
   const IssueAndTwoTokens floor;
   double ours_ns = 0;
   double floor_ns = 0;
