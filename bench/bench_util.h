@@ -4,6 +4,8 @@
 #ifndef CERTSTORE_BENCH_BENCH_UTIL_H_
 #define CERTSTORE_BENCH_BENCH_UTIL_H_
 
+#include <benchmark/benchmark.h>
+
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -11,6 +13,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <utility>
 
@@ -27,6 +30,52 @@ double SecondsOf(Op&& op) {
   op();
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
       .count();
+}
+
+// The seconds op() took, or nullopt when it returned false.
+template <typename Op>
+std::optional<double> SecondsIfOk(Op&& op) {
+  bool ok = false;
+  const double seconds = SecondsOf([&] { ok = op(); });
+  if (!ok) return std::nullopt;
+  return seconds;
+}
+
+// Ours and its floor alternated in one loop, which goes first swapping
+// each iteration, so that the machine's drift falls on both sides: run one
+// after the other, such pairs swung across their bar between runs on this
+// VM. Each side returns the seconds its timed part took, or nullopt when
+// it failed (the run is then marked failed with `failure`). Timed (manual
+// time): ours; both are reported as the counters paired_ours_ns and
+// paired_floor_ns, which the ratio table reads.
+template <typename Ours, typename Floor>
+void RunPaired(benchmark::State& state, Ours&& ours, Floor&& floor,
+               const char* failure) {
+  double ours_ns = 0;
+  double floor_ns = 0;
+  int64_t i = 0;
+  for (auto _ : state) {
+    std::optional<double> ours_seconds;
+    std::optional<double> floor_seconds;
+    if (i++ % 2 == 0) {
+      ours_seconds = ours();
+      floor_seconds = floor();
+    } else {
+      floor_seconds = floor();
+      ours_seconds = ours();
+    }
+    if (!ours_seconds.has_value() || !floor_seconds.has_value()) {
+      state.SkipWithError(failure);
+      break;
+    }
+    ours_ns += *ours_seconds * 1e9;
+    floor_ns += *floor_seconds * 1e9;
+    state.SetIterationTime(*ours_seconds);
+  }
+  state.counters["paired_ours_ns"] =
+      benchmark::Counter(ours_ns, benchmark::Counter::kAvgIterations);
+  state.counters["paired_floor_ns"] =
+      benchmark::Counter(floor_ns, benchmark::Counter::kAvgIterations);
 }
 
 inline void CheckOk(const absl::Status& status, const char* what) {

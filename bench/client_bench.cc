@@ -54,6 +54,7 @@
 #include <fstream>
 #include <iterator>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -329,54 +330,28 @@ void BM_Floor_Curl_NginxReused(benchmark::State& state) {
   curl_easy_cleanup(curl);
 }
 
-// The two above alternated in one loop, each on its own kept-alive
-// connection (which goes first swaps each iteration): run one after the
-// other, the pair read 1.06x in one run and 1.33x in another.
+// The two above alternated in one loop (bench_util.h, RunPaired), each on
+// its own kept-alive connection: run one after the other, they read 1.06x
+// in one run and 1.33x in another.
 void BM_Paired_Reused(benchmark::State& state) {
   ClientFixture& f = Fixture();
   NginxFixture& n = Nginx();
   CheckOk(n.reusing->GetToken(f.NextScope()).status(), "warm-up token");
   CURL* curl = curl_easy_init();  // its connection cache keeps the connection
-  bool ok = BareCurlPost(curl, n.url, f.cert_file, f.key_file, n.server_ca_file,
-                         n.body);
-  auto ours = [&] {
-    return SecondsOf(
-        [&] { ok = n.reusing->GetToken(f.NextScope()).ok() && ok; });
+  auto bare = [&] {
+    return BareCurlPost(curl, n.url, f.cert_file, f.key_file, n.server_ca_file,
+                        n.body);
   };
-  auto floor = [&] {
-    return SecondsOf([&] {
-      ok = BareCurlPost(curl, n.url, f.cert_file, f.key_file, n.server_ca_file,
-                        n.body) &&
-           ok;
-    });
-  };
-  double ours_ns = 0;
-  double floor_ns = 0;
-  int64_t i = 0;
-  for (auto _ : state) {
-    double ours_seconds;
-    double floor_seconds;
-    if (i++ % 2 == 0) {
-      ours_seconds = ours();
-      floor_seconds = floor();
-    } else {
-      floor_seconds = floor();
-      ours_seconds = ours();
-    }
-    if (!ok) {
-      state.SkipWithError(
-          "a token request over a kept-alive connection failed");
-      break;
-    }
-    ours_ns += ours_seconds * 1e9;
-    floor_ns += floor_seconds * 1e9;
-    state.SetIterationTime(ours_seconds);
-  }
+  bare();  // connects
+  RunPaired(
+      state,
+      [&] {
+        return SecondsIfOk(
+            [&] { return n.reusing->GetToken(f.NextScope()).ok(); });
+      },
+      [&] { return SecondsIfOk(bare); },
+      "a token request over a kept-alive connection failed");
   curl_easy_cleanup(curl);
-  state.counters["paired_ours_ns"] =
-      benchmark::Counter(ours_ns, benchmark::Counter::kAvgIterations);
-  state.counters["paired_floor_ns"] =
-      benchmark::Counter(floor_ns, benchmark::Counter::kAvgIterations);
 }
 
 // The binding of Fixture() persisted in a sqlite file, a PEM directory and
@@ -493,52 +468,31 @@ bool ColdFloor(benchmark::State& state, int64_t arg) {
 }
 
 void BM_Client_ColdStart(benchmark::State& state) {
+  Nginx();  // both set up before the first timed run
+  ColdStart();
   for (auto _ : state) {
     if (!ColdToken(state, state.range(0))) break;
   }
 }
 
 void BM_Floor_ColdStart(benchmark::State& state) {
+  Nginx();  // both set up before the first timed run
+  ColdStart();
   for (auto _ : state) {
     if (!ColdFloor(state, state.range(0))) break;
   }
 }
 
-// The two above, alternated in one loop (which goes first swaps each
-// iteration), so that the machine's drift over a run falls on both sides:
-// consecutive runs of the two read up to 4 ms (13 %) apart on this VM.
-// Timed: ours; the floor is reported as a counter.
+// The two above alternated in one loop (bench_util.h, RunPaired): run one
+// after the other, they read up to 4 ms (13 %) apart on this VM.
 void BM_Paired_ColdStart(benchmark::State& state) {
+  Nginx();  // both set up before the first timed run
+  ColdStart();
   const int64_t arg = state.range(0);
-  double ours_ns = 0;
-  double floor_ns = 0;
-  bool ok = true;
-  auto ours = [&] {
-    return SecondsOf([&] { ok = ColdToken(state, arg) && ok; });
-  };
-  auto floor = [&] {
-    return SecondsOf([&] { ok = ColdFloor(state, arg) && ok; });
-  };
-  int64_t i = 0;
-  for (auto _ : state) {
-    double ours_seconds;
-    double floor_seconds;
-    if (i++ % 2 == 0) {
-      ours_seconds = ours();
-      floor_seconds = floor();
-    } else {
-      floor_seconds = floor();
-      ours_seconds = ours();
-    }
-    if (!ok) break;
-    ours_ns += ours_seconds * 1e9;
-    floor_ns += floor_seconds * 1e9;
-    state.SetIterationTime(ours_seconds);
-  }
-  state.counters["paired_ours_ns"] =
-      benchmark::Counter(ours_ns, benchmark::Counter::kAvgIterations);
-  state.counters["paired_floor_ns"] =
-      benchmark::Counter(floor_ns, benchmark::Counter::kAvgIterations);
+  RunPaired(
+      state, [&] { return SecondsIfOk([&] { return ColdToken(state, arg); }); },
+      [&] { return SecondsIfOk([&] { return ColdFloor(state, arg); }); },
+      "a cold start or its floor failed");
 }
 
 void BM_ColdStart_Part_ProcessStart(benchmark::State& state) {
@@ -767,9 +721,8 @@ void BM_Floor_IssueAndTwoTokens(benchmark::State& state) {
 }
 
 // The RSA self-heal with a spare and its floor alternated in one loop
-// (which goes first swaps each iteration): run one after the other, the
-// pair read 1.01x in one run and 1.56x in the next. Timed: ours; the
-// floor is reported as a counter.
+// (bench_util.h, RunPaired): run one after the other, they read 1.01x in
+// one run and 1.56x in the next.
 void BM_Paired_RecoveryRsa(benchmark::State& state) {
   ClientFixture& f = Fixture();
   TokenClient& client = *Rsa().clients[1];
@@ -777,49 +730,26 @@ void BM_Paired_RecoveryRsa(benchmark::State& state) {
   HealOnce(client);
   const IssueAndTwoTokens floor(/*first_on_kept_connection=*/state.range(0) ==
                                 1);
-  double ours_ns = 0;
-  double floor_ns = 0;
-  int64_t i = 0;
-  for (auto _ : state) {
-    // Neither side is timed while the spare key made after the last heal
-    // is still being generated (it would take a core from either).
-    bool ok = true;
-    auto ready = [&] {
-      if (!AwaitSpareKey(client)) {
-        state.SkipWithError("no spare key 10 s after the last mint");
-        ok = false;
-      }
-      return ok;
-    };
-    double floor_seconds = 0;
-    auto run_floor = [&] {
-      if (ready()) floor_seconds = SecondsOf([&] { ok = floor.Run() && ok; });
-    };
-    if (i++ % 2 == 1) run_floor();
-    double ours_seconds = 0;
-    if (ready()) {
-      emulator::FaultSpec fault;
-      fault.kind = emulator::FaultKind::kInvalidClient;
-      CheckOk(f.emulator->InjectFault(fault), "inject");
-      ours_seconds = SecondsOf([&] {
-        auto token = client.GetToken(f.NextScope());
-        ok = token.ok() && token->healed && ok;
-      });
-    }
-    if (i % 2 == 1) run_floor();
-    if (!ok) {
-      state.SkipWithError("recovery or its floor failed");
-      break;
-    }
-    ours_ns += ours_seconds * 1e9;
-    floor_ns += floor_seconds * 1e9;
-    state.SetIterationTime(ours_seconds);
-  }
+  // Neither side is timed while the spare key made after the last heal is
+  // still being generated (it would take a core from either).
+  RunPaired(
+      state,
+      [&]() -> std::optional<double> {
+        if (!AwaitSpareKey(client)) return std::nullopt;
+        emulator::FaultSpec fault;
+        fault.kind = emulator::FaultKind::kInvalidClient;
+        CheckOk(f.emulator->InjectFault(fault), "inject");
+        return SecondsIfOk([&] {
+          auto token = client.GetToken(f.NextScope());
+          return token.ok() && token->healed;
+        });
+      },
+      [&]() -> std::optional<double> {
+        if (!AwaitSpareKey(client)) return std::nullopt;
+        return SecondsIfOk([&] { return floor.Run(); });
+      },
+      "recovery or its floor failed (or no spare key 10 s after a mint)");
   AwaitSpareKey(client);  // see RecoveryLoop
-  state.counters["paired_ours_ns"] =
-      benchmark::Counter(ours_ns, benchmark::Counter::kAvgIterations);
-  state.counters["paired_floor_ns"] =
-      benchmark::Counter(floor_ns, benchmark::Counter::kAvgIterations);
 }
 
 BENCHMARK(BM_Client_GetToken_Cached)->ThreadRange(1, 2)->UseRealTime();

@@ -298,51 +298,25 @@ void BM_Memory_ProbeKey(benchmark::State& state, KeyType type) {
   }
 }
 
-// The two above alternated in one loop (which goes first swaps each
-// iteration), so that the machine's drift falls on both sides: run one
-// after the other, the same pair read 0.96x in one run and 1.24x in
-// another. Timed: ours; the floor is reported as a counter.
+// The two above alternated in one loop (bench_util.h, RunPaired): run one
+// after the other, they read 0.96x in one run and 1.24x in another.
 void BM_Paired_ProbeKey(benchmark::State& state, KeyType type) {
   const ProbeFixture& fixture =
       BuiltOnce<ProbeFixture>(static_cast<int64_t>(type));
   const std::string message(kProbeMessageBytes, 'm');
-  bool ok = true;
-  auto ours = [&] {
-    return SecondsOf(
-        [&] { ok = fixture.store->ProbeKey(*fixture.entry).ok() && ok; });
-  };
-  auto floor = [&] {
-    return SecondsOf([&] {
-      ok = SignVerify(fixture.entry->key()->evp_pkey(), fixture.leaf_public_key,
-                      message) &&
-           ok;
-    });
-  };
-  double ours_ns = 0;
-  double floor_ns = 0;
-  int64_t i = 0;
-  for (auto _ : state) {
-    double ours_seconds;
-    double floor_seconds;
-    if (i++ % 2 == 0) {
-      ours_seconds = ours();
-      floor_seconds = floor();
-    } else {
-      floor_seconds = floor();
-      ours_seconds = ours();
-    }
-    if (!ok) {
-      state.SkipWithError("ProbeKey or sign + verify failed");
-      break;
-    }
-    ours_ns += ours_seconds * 1e9;
-    floor_ns += floor_seconds * 1e9;
-    state.SetIterationTime(ours_seconds);
-  }
-  state.counters["paired_ours_ns"] =
-      benchmark::Counter(ours_ns, benchmark::Counter::kAvgIterations);
-  state.counters["paired_floor_ns"] =
-      benchmark::Counter(floor_ns, benchmark::Counter::kAvgIterations);
+  RunPaired(
+      state,
+      [&] {
+        return SecondsIfOk(
+            [&] { return fixture.store->ProbeKey(*fixture.entry).ok(); });
+      },
+      [&] {
+        return SecondsIfOk([&] {
+          return SignVerify(fixture.entry->key()->evp_pkey(),
+                            fixture.leaf_public_key, message);
+        });
+      },
+      "ProbeKey or sign + verify failed");
 }
 
 BENCHMARK_CAPTURE(BM_Floor_SignVerify, ec, KeyType::kEcP256)
