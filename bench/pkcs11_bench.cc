@@ -387,6 +387,21 @@ BENCHMARK_CAPTURE(BM_Pkcs11_ProbeKey, rsa, KeyType::kRsa2048)
     ->UseRealTime()
     ->Unit(benchmark::kMicrosecond);
 
+// The servers started for RemoteFixture, stopped when the process exits:
+// fixtures live as long as the process (BuiltOnce), and a server, which
+// detaches, would outlive it.
+std::vector<testing::P11KitServer*>& RunningServers() {
+  static auto* servers = [] {
+    std::atexit([] {
+      for (testing::P11KitServer* server : RunningServers()) {
+        (void)server->Stop();
+      }
+    });
+    return new std::vector<testing::P11KitServer*>();
+  }();
+  return *servers;
+}
+
 // The same token behind `p11-kit server` on a unix socket, reached through
 // p11-kit-client.so (docs/fleet.md): a store with one entry whose key was
 // made on the token, and a raw session of its own through the client module.
@@ -395,6 +410,7 @@ struct RemoteFixture {
     const testing::SoftHsmToken& token = Token(-1);
     server = std::make_unique<testing::P11KitServer>(token);
     CheckOk(server->Start(), "p11-kit server");
+    RunningServers().push_back(server.get());
     auto options = ParsePkcs11Uri(
         server->ClientUri("&x-lock-dir=" + testing::SoftHsmToken::LockDir()));
     CheckOk(options.status(), "ParsePkcs11Uri");
