@@ -14,6 +14,7 @@
 #include <chrono>
 #include <cstdio>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -338,47 +339,31 @@ void BM_Layered_MissBackfill(benchmark::State& state) {
 void BM_Paired_MissBackfill(benchmark::State& state) {
   ColdStores& cold = ColdFor(state);
   const int64_t n = static_cast<int64_t>(cold.aliases.size());
-  double backfill_ns = 0;
-  double cold_ns = 0;
-  int64_t i = 0;
-  for (auto _ : state) {
-    const std::string& cold_alias = cold.aliases[(i * 7919) % n];
-    const std::string& backfill_alias = cold.aliases[(i * 7919 + n / 2) % n];
-    absl::StatusOr<std::shared_ptr<const Entry>> found;
-    auto cold_find = [&] {
-      const double seconds =
-          SecondsOf([&] { found = cold.sqlite->Find(cold_alias); });
-      CheckOk(found.status(), "sqlite Find");
-      found = absl::StatusOr<std::shared_ptr<const Entry>>();
-      return seconds;
-    };
-    auto backfill = [&] {
-      const double seconds =
-          SecondsOf([&] { found = cold.layered->Find(backfill_alias); });
-      CheckOk(found.status(), "layered Find");
-      found = absl::StatusOr<std::shared_ptr<const Entry>>();
-      CheckOk(cold.top->DeleteAllForAlias(backfill_alias).status(),
-              "DeleteAllForAlias");
-      return seconds;
-    };
-    double cold_seconds;
-    double backfill_seconds;
-    if (i % 2 == 0) {
-      cold_seconds = cold_find();
-      backfill_seconds = backfill();
-    } else {
-      backfill_seconds = backfill();
-      cold_seconds = cold_find();
-    }
-    cold_ns += cold_seconds * 1e9;
-    backfill_ns += backfill_seconds * 1e9;
-    state.SetIterationTime(backfill_seconds);
-    ++i;
-  }
-  state.counters["paired_ours_ns"] =
-      benchmark::Counter(backfill_ns, benchmark::Counter::kAvgIterations);
-  state.counters["paired_floor_ns"] =
-      benchmark::Counter(cold_ns, benchmark::Counter::kAvgIterations);
+  int64_t cold_i = 0;
+  int64_t backfill_i = 0;
+  RunPaired(
+      state,
+      [&] {
+        const std::string& alias =
+            cold.aliases[(backfill_i++ * 7919 + n / 2) % n];
+        absl::StatusOr<std::shared_ptr<const Entry>> found;
+        const double seconds =
+            SecondsOf([&] { found = cold.layered->Find(alias); });
+        CheckOk(found.status(), "layered Find");
+        found = absl::StatusOr<std::shared_ptr<const Entry>>();
+        CheckOk(cold.top->DeleteAllForAlias(alias).status(),
+                "DeleteAllForAlias");
+        return std::optional<double>(seconds);
+      },
+      [&] {
+        const std::string& alias = cold.aliases[(cold_i++ * 7919) % n];
+        absl::StatusOr<std::shared_ptr<const Entry>> found;
+        const double seconds =
+            SecondsOf([&] { found = cold.sqlite->Find(alias); });
+        CheckOk(found.status(), "sqlite Find");
+        return std::optional<double>(seconds);
+      },
+      "a Find failed");
 }
 
 // Empties the top layer of what earlier iterations back-filled.

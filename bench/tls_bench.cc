@@ -29,11 +29,13 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <optional>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "api/internal/ssl_types.h"
+#include "bench/bench_util.h"
 #include "bench/ratio_reporter.h"
 #include "certstore/chain.h"
 #include "certstore/memory_store.h"
@@ -242,31 +244,13 @@ void BM_Tls_PairedHandshake(benchmark::State& state) {
   const int key_kind = static_cast<int>(state.range(0));
   Sides floor = MakeSides(0, key_kind);
   Sides ours = MakeSides(static_cast<int>(state.range(1)), key_kind);
-  double ours_ns = 0;
-  double floor_ns = 0;
-  bool ours_first = false;
   auto timed = [](const Sides& sides) {
-    const absl::Time start = absl::Now();
-    benchmark::DoNotOptimize(Handshake(sides));
-    return absl::ToDoubleNanoseconds(absl::Now() - start);
+    return std::optional<double>(
+        SecondsOf([&] { benchmark::DoNotOptimize(Handshake(sides)); }));
   };
-  for (auto _ : state) {
-    ours_first = !ours_first;
-    double ours_one = 0;
-    if (ours_first) {
-      ours_one = timed(ours);
-      floor_ns += timed(floor);
-    } else {
-      floor_ns += timed(floor);
-      ours_one = timed(ours);
-    }
-    ours_ns += ours_one;
-    state.SetIterationTime(ours_one / 1e9);
-  }
-  state.counters["paired_ours_ns"] =
-      benchmark::Counter(ours_ns, benchmark::Counter::kAvgIterations);
-  state.counters["paired_floor_ns"] =
-      benchmark::Counter(floor_ns, benchmark::Counter::kAvgIterations);
+  RunPaired(
+      state, [&] { return timed(ours); }, [&] { return timed(floor); },
+      "handshake failed");
 }
 BENCHMARK(BM_Tls_PairedHandshake)
     ->ArgNames({"rsa", "mode"})
