@@ -534,12 +534,17 @@ void BM_Client_MintAndToken(benchmark::State& state) {
   }
 }
 
-void BM_Client_Recovery(benchmark::State& state) {
-  ClientFixture& f = Fixture();
+// The emulator refuses the next token request with invalid_client.
+void InjectInvalidClient() {
   emulator::FaultSpec fault;
   fault.kind = emulator::FaultKind::kInvalidClient;
+  CheckOk(Fixture().emulator->InjectFault(fault), "inject");
+}
+
+void BM_Client_Recovery(benchmark::State& state) {
+  ClientFixture& f = Fixture();
   for (auto _ : state) {
-    CheckOk(f.emulator->InjectFault(fault), "inject");
+    InjectInvalidClient();
     auto token = f.client->GetToken(f.NextScope());
     if (!token.ok() || !token->healed) {
       state.SkipWithError("recovery did not heal");
@@ -617,9 +622,7 @@ bool AwaitSpareKey(const TokenClient& client) {
 // client makes its spare key after a mint of its own.
 void HealOnce(TokenClient& client) {
   ClientFixture& f = Fixture();
-  emulator::FaultSpec fault;
-  fault.kind = emulator::FaultKind::kInvalidClient;
-  CheckOk(f.emulator->InjectFault(fault), "inject");
+  InjectInvalidClient();
   CheckOk(client.GetToken(f.NextScope()).status(), "warm-up self-heal");
 }
 
@@ -635,9 +638,7 @@ void RecoveryLoop(benchmark::State& state, RsaFixture& r) {
       state.SkipWithError("no spare key 10 s after the last mint");
       break;
     }
-    emulator::FaultSpec fault;
-    fault.kind = emulator::FaultKind::kInvalidClient;
-    CheckOk(f.emulator->InjectFault(fault), "inject");
+    InjectInvalidClient();
     state.ResumeTiming();
     auto token = client.GetToken(f.NextScope());
     if (!token.ok() || !token->healed) {
@@ -736,9 +737,7 @@ void BM_Paired_RecoveryRsa(benchmark::State& state) {
       state,
       [&]() -> std::optional<double> {
         if (!AwaitSpareKey(client)) return std::nullopt;
-        emulator::FaultSpec fault;
-        fault.kind = emulator::FaultKind::kInvalidClient;
-        CheckOk(f.emulator->InjectFault(fault), "inject");
+        InjectInvalidClient();
         return SecondsIfOk([&] {
           auto token = client.GetToken(f.NextScope());
           return token.ok() && token->healed;

@@ -36,7 +36,7 @@ class CERTSTORE_INTERNAL_EXPORT StateRecords {
   void Remove(absl::string_view key);
 
  private:
-  std::string PathOf(absl::string_view key);
+  std::string PathOf(absl::string_view key) ABSL_LOCKS_EXCLUDED(mu_);
 
   const std::string store_name_;
   const bool in_process_only_;
